@@ -1,0 +1,852 @@
+# The scalar engine: a node arena in flat C arrays, the Value handle, and the sweeps.
+#
+# Lifetime: a slot is referenced by its live handle (+1) and by every live parent that uses it
+# as a child (+1 per use). When the count reaches zero the slot returns to the free list and
+# its children are released, with an explicit stack (never recursion).
+#
+# Numbers: every op is computed exactly as micrograd computes it (sub is a + (-1 * b), division
+# is a * b**-1, ...) so values agree bit for bit; the build compiles with -ffp-contract=off.
+#
+# The GIL protects the arena: the sweeps are `nogil` functions (so Cython guarantees they touch
+# no Python object) but are called with the GIL held, because another thread creating a Value
+# could otherwise reallocate the arrays under them.
+cimport cython
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
+from cpython.long cimport PyLong_AsDouble, PyLong_Check
+from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from libc.math cimport NAN, exp, floor, isfinite, isinf, log, pow, tanh
+from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t
+from libc.stdlib cimport realloc
+from libc.string cimport memset
+
+from fastgrad._core cimport *
+
+import numbers
+
+cdef object _Real = numbers.Real
+
+# Side tables for the rare per-node Python objects, keyed by slot and flagged in A.flags.
+cdef dict _labels = {}
+cdef dict _op_names = {}
+
+# How `_op` spells each op code, as micrograd writes it (OP_POW_CONST adds its exponent).
+cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid')
+
+A.size = 0
+A.capacity = 0
+A.free_head = -1
+A.live = 0
+A.free_count = 0
+A.epoch = 1
+
+# ---------------------------------------------------------------------------------------------
+# Arena storage
+
+
+cdef int _realloc_array(void **p, size_t item, int32_t n) except -1:
+    cdef void *q = realloc(p[0], item * <size_t>n)
+    if q == NULL:
+        raise MemoryError("fastgrad: cannot grow the scalar node arena")
+    p[0] = q
+    return 0
+
+
+cdef int _grow(int32_t at_least) except -1:
+    """Grow every array to hold at least `at_least` slots (doubling)."""
+    cdef long long cap = A.capacity if A.capacity > 0 else 1024
+    while cap < at_least:
+        cap *= 2
+    if cap > INT32_MAX:
+        cap = INT32_MAX
+        if cap < at_least:
+            raise MemoryError("fastgrad: more than 2**31 - 1 scalar nodes")
+    cdef int32_t n = <int32_t>cap
+    # Each array is valid at its old size until replaced, so a failure half way is harmless.
+    _realloc_array(<void **>&A.op, sizeof(uint8_t), n)
+    _realloc_array(<void **>&A.flags, sizeof(uint8_t), n)
+    _realloc_array(<void **>&A.a, sizeof(int32_t), n)
+    _realloc_array(<void **>&A.b, sizeof(int32_t), n)
+    _realloc_array(<void **>&A.val, sizeof(double), n)
+    _realloc_array(<void **>&A.grad, sizeof(double), n)
+    _realloc_array(<void **>&A.aux, sizeof(double), n)
+    _realloc_array(<void **>&A.rc, sizeof(int32_t), n)
+    _realloc_array(<void **>&A.handle, sizeof(PyObject *), n)
+    _realloc_array(<void **>&A.mark, sizeof(uint32_t), n)
+    _realloc_array(<void **>&A.order, sizeof(int32_t), n)
+    _realloc_array(<void **>&A.stack, sizeof(int32_t), n)
+    _realloc_array(<void **>&A.cursor, sizeof(uint8_t), n)
+    A.capacity = n
+    return 0
+
+
+cdef int reserve(int32_t k) except -1:
+    """Make sure the next k slot allocations succeed without growing."""
+    cdef long long available = <long long>A.free_count + A.capacity - A.size
+    if available < k:
+        _grow(<int32_t>min(<long long>A.size + k - A.free_count, <long long>INT32_MAX))
+    return 0
+
+
+cdef inline int32_t _take_slot() noexcept:
+    cdef int32_t s
+    if A.free_head >= 0:
+        s = A.free_head
+        A.free_head = A.a[s]
+        A.free_count -= 1
+    else:
+        s = A.size
+        A.size += 1
+    A.live += 1
+    return s
+
+
+cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) noexcept:
+    """A node with no owner yet (rc 0) that holds its children. Needs a prior reserve()."""
+    cdef int32_t s = _take_slot()
+    A.op[s] = op
+    A.flags[s] = 0
+    A.a[s] = a
+    A.b[s] = b
+    A.val[s] = v
+    A.grad[s] = 0.0
+    A.aux[s] = aux
+    A.rc[s] = 0
+    A.handle[s] = NULL
+    A.mark[s] = 0
+    if a >= 0:
+        A.rc[a] += 1
+    if b >= 0:
+        A.rc[b] += 1
+    return s
+
+
+cdef int32_t new_leaf(double v) noexcept:
+    return new_node(OP_LEAF, -1, -1, v, 0.0)
+
+
+cdef void _free_unowned(int32_t root) noexcept:
+    """Free root (rc already 0) and every descendant whose count drops to zero."""
+    cdef int32_t sp = 0, s, c
+    cdef list garbage = None
+    A.stack[sp] = root
+    sp += 1
+    while sp > 0:
+        sp -= 1
+        s = A.stack[sp]
+        c = A.a[s]
+        if c >= 0:
+            A.rc[c] -= 1
+            if A.rc[c] == 0:
+                A.stack[sp] = c
+                sp += 1
+        c = A.b[s]
+        if c >= 0:
+            A.rc[c] -= 1
+            if A.rc[c] == 0:
+                A.stack[sp] = c
+                sp += 1
+        if A.flags[s] & (FLAG_LABEL | FLAG_OP_NAME):
+            # Dropping a label may run arbitrary code, so keep it alive until the loop is over.
+            if garbage is None:
+                garbage = []
+            garbage.append(_labels.pop(s, None))
+            garbage.append(_op_names.pop(s, None))
+        A.op[s] = OP_FREE
+        A.flags[s] = 0
+        A.a[s] = A.free_head
+        A.b[s] = -1
+        A.free_head = s
+        A.free_count += 1
+        A.live -= 1
+    # `garbage` (if any) is released here, after the arena is consistent again.
+
+
+cdef void decref(int32_t s) noexcept:
+    A.rc[s] -= 1
+    if A.rc[s] == 0:
+        _free_unowned(s)
+
+
+cdef void drop_if_unowned(int32_t s) noexcept:
+    if A.rc[s] == 0:
+        _free_unowned(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handles
+
+# When >= 0, the next Value created adopts this existing slot instead of allocating a leaf.
+cdef int32_t _adopt = -1
+
+
+cdef Value wrap(int32_t s):
+    """The new handle of slot s (which has no live handle)."""
+    global _adopt
+    _adopt = s
+    try:
+        return Value.__new__(Value)
+    finally:
+        _adopt = -1
+
+
+cdef inline Value _own(int32_t s):
+    """Wrap a freshly built node; if that fails, free the node again."""
+    try:
+        return wrap(s)
+    except BaseException:
+        drop_if_unowned(s)
+        raise
+
+
+cdef inline object _handle_of(int32_t s):
+    """The live handle of slot s, or a new one (so `x in y._prev` works as in micrograd)."""
+    if A.handle[s] != NULL:
+        return <object>A.handle[s]
+    return wrap(s)
+
+
+cdef inline int _as_number(object x, double *out) except -1:
+    """1 and the value if x is a real number (Python or numpy), 0 if it is not a number."""
+    if PyFloat_Check(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if PyLong_Check(x):
+        out[0] = PyLong_AsDouble(x)
+        return 1
+    if isinstance(x, _Real):
+        out[0] = float(x)
+        return 1
+    return 0
+
+
+cdef double _to_double(object x) except? -1.0:
+    cdef double v
+    if not _as_number(x, &v):
+        raise TypeError(f"must be real number, not {type(x).__name__}")
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward rules and the domain checks Python's float arithmetic makes
+
+
+cdef double op_forward(uint8_t op, double x, double y, double aux) noexcept nogil:
+    if op == OP_ADD:
+        return x + y
+    if op == OP_MUL:
+        return x * y
+    if op == OP_POW_CONST:
+        return pow(x, aux)
+    if op == OP_POW:
+        return pow(x, y)
+    if op == OP_RELU:
+        return 0.0 if x < 0.0 else x
+    if op == OP_TANH:
+        return tanh(x)
+    if op == OP_EXP:
+        return exp(x)
+    if op == OP_LOG:
+        return log(x)
+    if op == OP_SIGMOID:
+        return _sigmoid(x)
+    return NAN
+
+
+cdef inline double _sigmoid(double x) noexcept nogil:
+    cdef double e
+    if x >= 0.0:
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
+    return e / (1.0 + e)
+
+
+cdef int _check_pow(double x, double y) except -1:
+    """Raise where Python's float ** would raise (or go complex): fastgrad is real-valued."""
+    if x == 0.0 and y < 0.0:
+        raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+    if x < 0.0 and isfinite(x) and isfinite(y) and y != floor(y):
+        raise ValueError(
+            f"negative number {x!r} cannot be raised to a fractional power {y!r} "
+            "(Values are real numbers)")
+    if isinf(pow(x, y)) and isfinite(x) and isfinite(y):
+        raise OverflowError(f"{x!r} ** {y!r}: numerical result out of range")
+    return 0
+
+
+cdef int _check_unary(uint8_t op, double x) except -1:
+    if op == OP_EXP and isinf(exp(x)) and isfinite(x):
+        raise OverflowError(f"exp({x!r}): math range error")
+    if op == OP_LOG and x <= 0.0:
+        raise ValueError(f"log({x!r}): math domain error (log needs a positive input)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Building nodes (each returns an unowned slot; the caller reserves first and wraps last)
+
+
+cdef inline int32_t _bin(uint8_t op, int32_t a, int32_t b) noexcept:
+    return new_node(op, a, b, op_forward(op, A.val[a], A.val[b], 0.0), 0.0)
+
+
+cdef inline int32_t _neg(int32_t a) noexcept:
+    # micrograd: -x is x * -1
+    return _bin(OP_MUL, a, new_leaf(-1.0))
+
+
+cdef inline int32_t _pow_const(int32_t a, double y, bint int_exponent) noexcept:
+    cdef int32_t s = new_node(OP_POW_CONST, a, -1, pow(A.val[a], y), y)
+    if int_exponent:
+        A.flags[s] = FLAG_INT_EXPONENT
+    return s
+
+
+cdef inline bint _is_int(object x):
+    return PyLong_Check(x) or isinstance(x, numbers.Integral)
+
+
+cdef Value _unary(Value v, uint8_t op):
+    cdef int32_t a = v.slot
+    _check_unary(op, A.val[a])
+    reserve(1)
+    return _own(new_node(op, a, -1, op_forward(op, A.val[a], 0.0, 0.0), 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+
+
+cdef int32_t topo_order(int32_t root) noexcept:
+    """Post-order DFS from root (children a then b), as micrograd's build_topo, into A.order."""
+    if A.epoch == 0xFFFFFFFF:
+        memset(A.mark, 0, sizeof(uint32_t) * <size_t>A.capacity)
+        A.epoch = 0
+    A.epoch += 1
+    return _dfs(root, A.epoch, A.a, A.b, A.mark, A.order, A.stack, A.cursor)
+
+
+cdef int32_t _dfs(int32_t root, uint32_t epoch, const int32_t *ca, const int32_t *cb,
+                  uint32_t *mark, int32_t *order, int32_t *stack, uint8_t *cursor) noexcept nogil:
+    # Each stack entry remembers which child it visits next (0: a, 1: b, 2: done).
+    cdef int32_t n = 0, sp = 1, s, c
+    mark[root] = epoch
+    stack[0] = root
+    cursor[0] = 0
+    while sp > 0:
+        s = stack[sp - 1]
+        if cursor[sp - 1] == 0:
+            cursor[sp - 1] = 1
+            c = ca[s]
+        elif cursor[sp - 1] == 1:
+            cursor[sp - 1] = 2
+            c = cb[s]
+        else:
+            order[n] = s
+            n += 1
+            sp -= 1
+            continue
+        if c >= 0 and mark[c] != epoch:
+            mark[c] = epoch
+            stack[sp] = c
+            cursor[sp] = 0
+            sp += 1
+    return n
+
+
+cdef void _backward_sweep(int32_t n) noexcept nogil:
+    """Reverse topological order, micrograd's local rules, accumulating into grad."""
+    cdef int32_t *order = A.order
+    cdef uint8_t *ops = A.op
+    cdef int32_t *ca = A.a
+    cdef int32_t *cb = A.b
+    cdef double *val = A.val
+    cdef double *grad = A.grad
+    cdef double *aux = A.aux
+    cdef int32_t i, s, a, b
+    cdef double g, x, y, t
+    cdef uint8_t op
+    for i in range(n - 1, -1, -1):
+        s = order[i]
+        op = ops[s]
+        if op <= OP_OPAQUE:
+            continue
+        g = grad[s]
+        a = ca[s]
+        b = cb[s]
+        if op == OP_ADD:
+            grad[a] += g
+            grad[b] += g
+        elif op == OP_MUL:
+            grad[a] += val[b] * g
+            grad[b] += val[a] * g
+        elif op == OP_POW_CONST:
+            y = aux[s]
+            grad[a] += (y * pow(val[a], y - 1.0)) * g
+        elif op == OP_POW:
+            x = val[a]
+            y = val[b]
+            grad[a] += (y * pow(x, y - 1.0)) * g
+            if x > 0.0:
+                grad[b] += (val[s] * log(x)) * g
+            elif x < 0.0:
+                grad[b] += NAN  # d/dy x**y has no real value for x < 0
+        elif op == OP_RELU:
+            grad[a] += (1.0 if val[s] > 0.0 else 0.0) * g
+        elif op == OP_TANH:
+            t = val[s]
+            grad[a] += (1.0 - t * t) * g
+        elif op == OP_EXP:
+            grad[a] += val[s] * g
+        elif op == OP_LOG:
+            grad[a] += g / val[a]
+        elif op == OP_SIGMOID:
+            t = val[s]
+            grad[a] += (t * (1.0 - t)) * g
+
+
+# ---------------------------------------------------------------------------------------------
+# The handle
+
+
+@cython.freelist(1024)
+cdef class Value:
+    """A scalar on the compiled tape; micrograd's Value, attribute for attribute.
+
+    >>> a = Value(2.0); b = Value(-3.0)
+    >>> c = a * b + a ** 2
+    >>> c.backward()
+    >>> (c.data, a.grad, b.grad)
+    (-2.0, 1.0, 2.0)
+    """
+
+    # numpy scalars on the left (np.float64(2) * v) defer to Value instead of broadcasting.
+    __array_ufunc__ = None
+
+    def __cinit__(self):
+        global _adopt
+        cdef int32_t s = _adopt
+        self.slot = -1
+        if s < 0:
+            reserve(1)
+            s = new_leaf(0.0)
+        else:
+            _adopt = -1
+        self.slot = s
+        A.rc[s] += 1
+        A.handle[s] = <PyObject *>self
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        cdef int32_t s = self.slot
+        cdef double v = _to_double(data)
+        cdef tuple children = tuple(_children)
+        if len(children) > 2:
+            raise ValueError(
+                f"a fastgrad Value records at most two children, got {len(children)}")
+        for c in children:
+            if type(c) is not Value:
+                raise TypeError(f"_children must be Values, not {type(c).__name__}")
+        if not isinstance(_op, str):
+            raise TypeError(f"_op must be a str, not {type(_op).__name__}")
+        _make_leaf(s)
+        A.val[s] = v
+        if children:
+            A.op[s] = OP_OPAQUE
+            A.a[s] = (<Value>children[0]).slot
+            A.rc[A.a[s]] += 1
+            if len(children) == 2:
+                A.b[s] = (<Value>children[1]).slot
+                A.rc[A.b[s]] += 1
+        if _op:
+            _op_names[s] = _op
+            A.flags[s] |= FLAG_OP_NAME
+        self.label = label
+
+    def __dealloc__(self):
+        cdef int32_t s = self.slot
+        if s >= 0:
+            A.handle[s] = NULL
+            decref(s)
+
+    # -- micrograd's attributes ----------------------------------------------------------------
+
+    @property
+    def data(self):
+        """The value (a float)."""
+        return A.val[self.slot]
+
+    @data.setter
+    def data(self, value):
+        A.val[self.slot] = _to_double(value)
+
+    @property
+    def grad(self):
+        """d(root)/d(self) accumulated by backward() (a float)."""
+        return A.grad[self.slot]
+
+    @grad.setter
+    def grad(self, value):
+        A.grad[self.slot] = _to_double(value)
+
+    @property
+    def _prev(self):
+        """The set of child Values (the same objects the caller holds, where alive)."""
+        cdef int32_t s = self.slot
+        cdef set children = set()
+        if A.a[s] >= 0:
+            children.add(_handle_of(A.a[s]))
+        if A.b[s] >= 0:
+            children.add(_handle_of(A.b[s]))
+        return children
+
+    @property
+    def _op(self):
+        """The op that produced this Value: '+', '*', '**2', 'ReLU', ... ('' for leaves)."""
+        cdef int32_t s = self.slot
+        cdef uint8_t op = A.op[s]
+        if A.flags[s] & FLAG_OP_NAME:
+            return _op_names[s]
+        if op == OP_POW_CONST:
+            if A.flags[s] & FLAG_INT_EXPONENT:
+                return f"**{int(A.aux[s])}"
+            return f"**{A.aux[s]}"
+        return _OP_SYMBOLS[op]
+
+    @property
+    def label(self):
+        """A name for drawings and debugging ('' by default)."""
+        if A.flags[self.slot] & FLAG_LABEL:
+            return _labels[self.slot]
+        return ''
+
+    @label.setter
+    def label(self, value):
+        cdef int32_t s = self.slot
+        if isinstance(value, str) and not value:
+            _labels.pop(s, None)
+            A.flags[s] &= ~FLAG_LABEL
+        else:
+            _labels[s] = value
+            A.flags[s] |= FLAG_LABEL
+
+    def __repr__(self):
+        return f"Value(data={A.val[self.slot]!r}, grad={A.grad[self.slot]!r})"
+
+    # -- arithmetic (micrograd's constructions) --------------------------------------------------
+
+    def __add__(self, other):
+        cdef double x
+        cdef int32_t a = self.slot
+        if type(other) is Value:
+            reserve(1)
+            return _own(_bin(OP_ADD, a, (<Value>other).slot))
+        if not _as_number(other, &x):
+            return NotImplemented
+        reserve(2)
+        return _own(_bin(OP_ADD, a, new_leaf(x)))
+
+    def __radd__(self, other):
+        # micrograd: other + self is self + other
+        return self.__add__(other)
+
+    def __mul__(self, other):
+        cdef double x
+        cdef int32_t a = self.slot
+        if type(other) is Value:
+            reserve(1)
+            return _own(_bin(OP_MUL, a, (<Value>other).slot))
+        if not _as_number(other, &x):
+            return NotImplemented
+        reserve(2)
+        return _own(_bin(OP_MUL, a, new_leaf(x)))
+
+    def __rmul__(self, other):
+        # micrograd: other * self is self * other
+        return self.__mul__(other)
+
+    def __neg__(self):
+        reserve(2)
+        return _own(_neg(self.slot))
+
+    def __sub__(self, other):
+        # micrograd: self + (-other)
+        cdef double x
+        cdef int32_t a = self.slot
+        if type(other) is Value:
+            reserve(3)
+            return _own(_bin(OP_ADD, a, _neg((<Value>other).slot)))
+        if not _as_number(other, &x):
+            return NotImplemented
+        reserve(2)
+        return _own(_bin(OP_ADD, a, new_leaf(-x)))
+
+    def __rsub__(self, other):
+        # micrograd: other + (-self), which Python turns into (-self) + other
+        cdef double x
+        if not _as_number(other, &x):
+            return NotImplemented
+        reserve(4)
+        return _own(_bin(OP_ADD, _neg(self.slot), new_leaf(x)))
+
+    def __truediv__(self, other):
+        # micrograd: self * other**-1
+        cdef double x
+        cdef int32_t a = self.slot, b
+        if type(other) is Value:
+            b = (<Value>other).slot
+            _check_pow(A.val[b], -1.0)
+            reserve(2)
+            return _own(_bin(OP_MUL, a, _pow_const(b, -1.0, True)))
+        if not _as_number(other, &x):
+            return NotImplemented
+        _check_pow(x, -1.0)
+        reserve(2)
+        return _own(_bin(OP_MUL, a, new_leaf(pow(x, -1.0))))
+
+    def __rtruediv__(self, other):
+        # micrograd: other * self**-1, which Python turns into self**-1 * other
+        cdef double x
+        cdef int32_t a = self.slot
+        if not _as_number(other, &x):
+            return NotImplemented
+        _check_pow(A.val[a], -1.0)
+        reserve(3)
+        return _own(_bin(OP_MUL, _pow_const(a, -1.0, True), new_leaf(x)))
+
+    def __pow__(self, other, modulo):
+        cdef double y
+        cdef int32_t a = self.slot, b
+        if modulo is not None:
+            return NotImplemented
+        if type(other) is Value:
+            b = (<Value>other).slot
+            _check_pow(A.val[a], A.val[b])
+            reserve(1)
+            return _own(_bin(OP_POW, a, b))
+        if not _as_number(other, &y):
+            return NotImplemented
+        _check_pow(A.val[a], y)
+        reserve(1)
+        return _own(_pow_const(a, y, _is_int(other)))
+
+    def __rpow__(self, other, modulo):
+        # number ** Value: the number becomes a constant leaf
+        cdef double x
+        cdef int32_t b = self.slot
+        if modulo is not None or not _as_number(other, &x):
+            return NotImplemented
+        _check_pow(x, A.val[b])
+        reserve(2)
+        return _own(_bin(OP_POW, new_leaf(x), b))
+
+    # -- activations and the ops micrograd users add ----------------------------------------------
+
+    def relu(self):
+        """max(0, x); gradient 1 where the output is positive (micrograd's rule: 0 at 0)."""
+        return _unary(self, OP_RELU)
+
+    def tanh(self):
+        """Hyperbolic tangent; gradient 1 - tanh(x)**2."""
+        return _unary(self, OP_TANH)
+
+    def exp(self):
+        """e**x; raises OverflowError where math.exp would."""
+        return _unary(self, OP_EXP)
+
+    def log(self):
+        """Natural logarithm; raises ValueError for x <= 0, as math.log does."""
+        return _unary(self, OP_LOG)
+
+    def sigmoid(self):
+        """1 / (1 + e**-x), computed without overflow."""
+        return _unary(self, OP_SIGMOID)
+
+    # -- differentiation ------------------------------------------------------------------------
+
+    def backward(self):
+        """Set this Value's grad to 1 and accumulate d(self)/d(node) into every node below it.
+
+        Same rule as micrograd: gradients add up across calls; use zero_grad() in between.
+        """
+        cdef int32_t root = self.slot
+        cdef int32_t n = topo_order(root)
+        A.grad[root] = 1.0
+        _backward_sweep(n)
+
+    # -- copying ----------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        return (_rebuild, _graph_state(self.slot))
+
+
+cdef void _make_leaf(int32_t s) noexcept:
+    """Turn s back into a plain leaf (re-running __init__ on a Value)."""
+    cdef int32_t a = A.a[s], b = A.b[s]
+    A.op[s] = OP_LEAF
+    A.a[s] = -1
+    A.b[s] = -1
+    A.aux[s] = 0.0
+    A.grad[s] = 0.0
+    if A.flags[s] & FLAG_OP_NAME:
+        _op_names.pop(s, None)
+    A.flags[s] &= ~(FLAG_OP_NAME | FLAG_INT_EXPONENT)
+    if a >= 0:
+        decref(a)
+    if b >= 0:
+        decref(b)
+
+
+# ---------------------------------------------------------------------------------------------
+# A Neuron's forward in one call
+
+
+def linear_combination(weights, inputs, Value bias not None, bint relu=False):
+    """bias + w0*x0 + w1*x1 + ... built as micrograd's Neuron builds it, optionally relu'd.
+
+    Same nodes and summation order as ``sum((wi*xi for wi, xi in zip(w, x)), b)``; numbers
+    among the inputs become constant leaves, as in micrograd.
+    """
+    cdef object ws = PySequence_Fast(weights, "weights must be a sequence of Values")
+    cdef object xs = PySequence_Fast(inputs, "inputs must be a sequence of numbers or Values")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(ws), i
+    if PySequence_Fast_GET_SIZE(xs) != n:
+        raise ValueError(f"expected {n} inputs (one per weight), got {PySequence_Fast_GET_SIZE(xs)}")
+    if n > (INT32_MAX - 2) // 3:
+        raise MemoryError("fastgrad: too many inputs for one linear combination")
+    # Validate everything before building anything, so a bad input leaves the tape untouched.
+    cdef object item
+    cdef double x
+    for i in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(ws, i)
+        if type(item) is not Value:
+            raise TypeError(f"weights must be Values, not {type(item).__name__}")
+        item = <object>PySequence_Fast_GET_ITEM(xs, i)
+        if type(item) is not Value and not _as_number(item, &x):
+            raise TypeError(f"inputs must be numbers or Values, not {type(item).__name__}")
+    reserve(<int32_t>(3 * n + 1))
+    cdef int32_t acc = bias.slot, w, xi, prod
+    for i in range(n):
+        w = (<Value>PySequence_Fast_GET_ITEM(ws, i)).slot
+        item = <object>PySequence_Fast_GET_ITEM(xs, i)
+        if type(item) is Value:
+            xi = (<Value>item).slot
+        else:
+            _as_number(item, &x)
+            xi = new_leaf(x)
+        prod = _bin(OP_MUL, w, xi)
+        acc = _bin(OP_ADD, acc, prod)
+    if relu:
+        acc = new_node(OP_RELU, acc, -1, op_forward(OP_RELU, A.val[acc], 0.0, 0.0), 0.0)
+    if n == 0 and not relu:
+        return bias
+    return _own(acc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pickling: the graph below a Value, flattened in topological order (no recursion)
+
+
+cdef tuple _graph_state(int32_t root):
+    cdef int32_t n = topo_order(root), i, s
+    cdef dict index = {}
+    ops = bytearray(n)
+    flags = bytearray(n)
+    a = [-1] * n
+    b = [-1] * n
+    vals = [0.0] * n
+    grads = [0.0] * n
+    auxs = [0.0] * n
+    labels = {}
+    op_names = {}
+    # A.order is overwritten by nothing below: no Python code here touches the arena.
+    for i in range(n):
+        s = A.order[i]
+        index[s] = i
+    for i in range(n):
+        s = A.order[i]
+        ops[i] = A.op[s]
+        flags[i] = A.flags[s]
+        if A.a[s] >= 0:
+            a[i] = index[A.a[s]]
+        if A.b[s] >= 0:
+            b[i] = index[A.b[s]]
+        vals[i] = A.val[s]
+        grads[i] = A.grad[s]
+        auxs[i] = A.aux[s]
+        if A.flags[s] & FLAG_LABEL:
+            labels[i] = _labels[s]
+        if A.flags[s] & FLAG_OP_NAME:
+            op_names[i] = _op_names[s]
+    return (bytes(ops), bytes(flags), a, b, vals, grads, auxs, labels, op_names)
+
+
+cdef bint _valid_arity(int op, long a, long b, long i):
+    """Children come before parents, and each op has the children its rules read."""
+    if not (-1 <= a < i and -1 <= b < i):
+        return False
+    if op == OP_LEAF:
+        return a < 0 and b < 0
+    if op == OP_OPAQUE:
+        return a >= 0 or b < 0
+    if op in (OP_ADD, OP_MUL, OP_POW):
+        return a >= 0 and b >= 0
+    if OP_POW_CONST <= op < OP_COUNT:
+        return a >= 0 and b < 0
+    return False
+
+
+def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list auxs,
+             dict labels, dict op_names):
+    """Inverse of Value.__reduce__: rebuild a pickled graph and return its root's handle."""
+    cdef Py_ssize_t n = len(ops), i
+    if n == 0 or not (len(flags) == len(a) == len(b) == len(vals) == len(grads) == len(auxs) == n):
+        raise ValueError("corrupt fastgrad Value pickle")
+    used = bytearray(n)
+    for i in range(n):
+        if not _valid_arity(ops[i], a[i], b[i], i):
+            raise ValueError(f"corrupt fastgrad Value pickle: bad node {i}")
+        if a[i] >= 0:
+            used[a[i]] = 1
+        if b[i] >= 0:
+            used[b[i]] = 1
+    if 0 in used[:n - 1]:
+        raise ValueError("corrupt fastgrad Value pickle: a node outside the graph")
+    reserve(<int32_t>n)
+    slots = [0] * n
+    cdef int32_t s, ca, cb
+    for i in range(n):
+        ca = slots[a[i]] if a[i] >= 0 else -1
+        cb = slots[b[i]] if b[i] >= 0 else -1
+        s = new_node(ops[i], ca, cb, vals[i], auxs[i])
+        A.grad[s] = grads[i]
+        A.flags[s] = flags[i] & FLAG_INT_EXPONENT
+        slots[i] = s
+    # Every node but the root is held by its parent; the root is held by the handle below.
+    root = _own(slots[n - 1])
+    for i, label in labels.items():
+        s = slots[i]
+        _labels[s] = label
+        A.flags[s] |= FLAG_LABEL
+    for i, name in op_names.items():
+        s = slots[i]
+        _op_names[s] = name
+        A.flags[s] |= FLAG_OP_NAME
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Introspection for tests and benchmarks
+
+
+def arena_stats():
+    """Slots in use, slots ever handed out, capacity, and bytes per slot of the arena."""
+    cdef size_t per_slot = (2 * sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
+                            + sizeof(int32_t) + sizeof(PyObject *) + sizeof(uint32_t)
+                            + 2 * sizeof(int32_t) + sizeof(uint8_t))
+    return {
+        "live": A.live,
+        "size": A.size,
+        "capacity": A.capacity,
+        "free": A.free_count,
+        "bytes_per_slot": per_slot,
+    }

@@ -1,0 +1,273 @@
+"""The pure-Python reference engine: micrograd's Value with the same extra ops as the core.
+
+It is the oracle of the differential tests and the baseline of every benchmark. It builds the
+same nodes as the compiled engine (subtraction is a + (-1 * b), division is a * b**-1, as in
+micrograd), visits children in the same order, and so produces the same numbers bit for bit.
+Select it for a whole program with ``FASTGRAD_ENGINE=pure``.
+"""
+
+import math
+import numbers
+
+__all__ = ["Value", "linear_combination"]
+
+
+def _as_number(x):
+    """x as a float if it is a real number (Python or numpy), else None."""
+    if isinstance(x, float):
+        return float(x)
+    if isinstance(x, numbers.Real):
+        return float(x)
+    return None
+
+
+def _to_float(x):
+    v = _as_number(x)
+    if v is None:
+        raise TypeError(f"must be real number, not {type(x).__name__}")
+    return v
+
+
+def _checked_pow(x, y):
+    """x ** y with Python's errors, and ValueError where Python would go complex."""
+    if x < 0.0 and math.isfinite(x) and math.isfinite(y) and y != math.floor(y):
+        raise ValueError(
+            f"negative number {x!r} cannot be raised to a fractional power {y!r} "
+            "(Values are real numbers)")
+    try:
+        return x ** y
+    except OverflowError:
+        raise OverflowError(f"{x!r} ** {y!r}: numerical result out of range") from None
+
+
+def _c_pow(x, y):
+    """C's pow(), as the compiled sweep computes it: inf at a pole instead of an exception."""
+    try:
+        r = x ** y
+    except ZeroDivisionError:
+        odd = y == math.floor(y) and y % 2 == 1
+        return math.copysign(math.inf, x) if odd else math.inf
+    except OverflowError:
+        odd = y == math.floor(y) and y % 2 == 1
+        return -math.inf if (x < 0 and odd) else math.inf
+    return math.nan if isinstance(r, complex) else r
+
+
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+# Backward rules: each adds out's contribution to its children's grads (micrograd's closures,
+# written as plain functions so Values pickle).
+
+def _no_rule(out):
+    pass
+
+
+def _add_rule(out):
+    a, b = out._children
+    a.grad += out.grad
+    b.grad += out.grad
+
+
+def _mul_rule(out):
+    a, b = out._children
+    a.grad += b.data * out.grad
+    b.grad += a.data * out.grad
+
+
+def _pow_const_rule(out):
+    (a,) = out._children
+    y = out._exponent
+    a.grad += (y * _c_pow(a.data, y - 1.0)) * out.grad
+
+
+def _pow_rule(out):
+    a, b = out._children
+    x, y = a.data, b.data
+    a.grad += (y * _c_pow(x, y - 1.0)) * out.grad
+    if x > 0.0:
+        b.grad += (out.data * math.log(x)) * out.grad
+    elif x < 0.0:
+        b.grad += math.nan
+
+
+def _relu_rule(out):
+    (a,) = out._children
+    a.grad += (1.0 if out.data > 0.0 else 0.0) * out.grad
+
+
+def _tanh_rule(out):
+    (a,) = out._children
+    a.grad += (1.0 - out.data * out.data) * out.grad
+
+
+def _exp_rule(out):
+    (a,) = out._children
+    a.grad += out.data * out.grad
+
+
+def _log_rule(out):
+    (a,) = out._children
+    a.grad += out.grad / a.data
+
+
+def _sigmoid_rule(out):
+    (a,) = out._children
+    a.grad += (out.data * (1.0 - out.data)) * out.grad
+
+
+class Value:
+    """A scalar and its gradient: micrograd's Value, plus tanh, exp, log, sigmoid, Value**Value."""
+
+    __array_ufunc__ = None  # numpy scalars on the left defer to Value
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        self.data = _to_float(data)
+        self.grad = 0.0
+        self._children = tuple(_children)
+        self._op = _op
+        self.label = label
+        self._rule = _no_rule
+        self._exponent = None
+
+    @property
+    def _prev(self):
+        return set(self._children)
+
+    def _backward(self):
+        self._rule(self)
+
+    @staticmethod
+    def _node(data, children, op, rule):
+        out = Value(data, children, op)
+        out._rule = rule
+        return out
+
+    def __add__(self, other):
+        if not isinstance(other, Value):
+            x = _as_number(other)
+            if x is None:
+                return NotImplemented
+            other = Value(x)
+        return Value._node(self.data + other.data, (self, other), '+', _add_rule)
+
+    def __mul__(self, other):
+        if not isinstance(other, Value):
+            x = _as_number(other)
+            if x is None:
+                return NotImplemented
+            other = Value(x)
+        return Value._node(self.data * other.data, (self, other), '*', _mul_rule)
+
+    def __pow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented
+        if isinstance(other, Value):
+            data = _checked_pow(self.data, other.data)
+            return Value._node(data, (self, other), '**', _pow_rule)
+        y = _as_number(other)
+        if y is None:
+            return NotImplemented
+        spelled = int(other) if isinstance(other, numbers.Integral) else y
+        out = Value._node(_checked_pow(self.data, y), (self,), f'**{spelled}', _pow_const_rule)
+        out._exponent = y
+        return out
+
+    def __rpow__(self, other, modulo=None):
+        x = _as_number(other)
+        if modulo is not None or x is None:
+            return NotImplemented
+        return Value(x) ** self
+
+    def __neg__(self):  # -self
+        return self * -1.0
+
+    def __radd__(self, other):  # other + self
+        return self + other
+
+    def __sub__(self, other):  # self - other
+        if not isinstance(other, Value) and _as_number(other) is None:
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other):  # other - self
+        if _as_number(other) is None:
+            return NotImplemented
+        return (-self) + other
+
+    def __rmul__(self, other):  # other * self
+        return self * other
+
+    def __truediv__(self, other):  # self / other
+        if isinstance(other, Value):
+            return self * other ** -1
+        x = _as_number(other)
+        if x is None:
+            return NotImplemented
+        return self * _checked_pow(x, -1.0)
+
+    def __rtruediv__(self, other):  # other / self
+        if _as_number(other) is None:
+            return NotImplemented
+        return self ** -1 * other
+
+    def _unary(self, data, op, rule):
+        return Value._node(data, (self,), op, rule)
+
+    def relu(self):
+        return self._unary(0.0 if self.data < 0.0 else self.data, 'ReLU', _relu_rule)
+
+    def tanh(self):
+        return self._unary(math.tanh(self.data), 'tanh', _tanh_rule)
+
+    def exp(self):
+        try:
+            data = math.exp(self.data)
+        except OverflowError:
+            raise OverflowError(f"exp({self.data!r}): math range error") from None
+        return self._unary(data, 'exp', _exp_rule)
+
+    def log(self):
+        if not self.data > 0.0 and not math.isnan(self.data):
+            raise ValueError(f"log({self.data!r}): math domain error (log needs a positive input)")
+        return self._unary(math.log(self.data), 'log', _log_rule)
+
+    def sigmoid(self):
+        return self._unary(_sigmoid(self.data), 'sigmoid', _sigmoid_rule)
+
+    def backward(self):
+        # topological order of all the children in the graph (iterative, children in order)
+        topo = []
+        visited = {id(self)}
+        stack = [(self, iter(self._children))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in visited:
+                    visited.add(id(child))
+                    stack.append((child, iter(child._children)))
+                    break
+            else:
+                stack.pop()
+                topo.append(node)
+        # go one variable at a time and apply the chain rule to get its gradient
+        self.grad = 1.0
+        for v in reversed(topo):
+            v._backward()
+
+    def __repr__(self):
+        return f"Value(data={self.data!r}, grad={self.grad!r})"
+
+
+def linear_combination(weights, inputs, bias, relu=False):
+    """bias + w0*x0 + w1*x1 + ..., as micrograd's Neuron computes it; optionally relu'd."""
+    weights = list(weights)
+    inputs = list(inputs)
+    if len(inputs) != len(weights):
+        raise ValueError(f"expected {len(weights)} inputs (one per weight), got {len(inputs)}")
+    act = sum((wi * xi for wi, xi in zip(weights, inputs)), bias)
+    return act.relu() if relu else act
