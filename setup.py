@@ -16,8 +16,10 @@ COMPILER_DIRECTIVES = {
 }
 
 # Flags per compiler family. No FMA contraction, so results are the same on every platform
-# and match Python's float arithmetic bit for bit.
-GCC_LIKE_FLAGS = ["-O3", "-ffp-contract=off"]
+# and match Python's float arithmetic bit for bit. No builtin pow: gcc would rewrite
+# pow(x, -1.0) as 1.0 / x, which differs from libm's pow (what Python's x ** -1 calls) in the
+# last bit for some x.
+GCC_LIKE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-builtin-pow"]
 MSVC_FLAGS = ["/O2", "/fp:precise"]
 
 

@@ -1,0 +1,26 @@
+"""Shared test helpers: the engine under test, the reference engine, finite differences."""
+
+import os
+
+import pytest
+
+from fastgrad import engine, pure
+
+# The engine under test is what `fastgrad.engine` selected (FASTGRAD_ENGINE); the reference
+# engine is always the pure-Python one.
+Value = engine.Value
+RefValue = pure.Value
+COMPILED = engine.ENGINE == "compiled"
+
+compiled_only = pytest.mark.skipif(not COMPILED, reason="checks the compiled core (FASTGRAD_ENGINE=pure)")
+
+SHARED_DIR = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared")
+
+
+def central_difference(f, xs, i, h=1e-6):
+    """d f(xs) / d xs[i] by central differences, f taking and returning floats."""
+    up = list(xs)
+    down = list(xs)
+    up[i] += h
+    down[i] -= h
+    return (f(up) - f(down)) / (2 * h)
