@@ -2,11 +2,11 @@
 #
 # Every node of every scalar graph lives in one struct-of-arrays arena. A node is a slot
 # index; a Python `Value` is only a handle that holds one slot alive.
-from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, uint8_t, uint64_t
 from cpython.object cimport PyObject
 
 cdef enum:
-    OP_FREE = 0      # slot sits on the free list
+    OP_FREE = 0      # a dead slot, waiting for the next compaction
     OP_LEAF          # a number the user gave (or a constant operand)
     OP_OPAQUE        # built with Value(data, _children, _op): shown in _prev, no derivative
     OP_ADD           # a + b
@@ -26,23 +26,21 @@ cdef enum:
     FLAG_INT_EXPONENT = 4   # OP_POW_CONST: exponent came from an int (spelled '**2', not '**2.0')
 
 ctypedef struct Arena:
+    # Slots are in creation order: a node's children always sit below it, so descending slot
+    # order is a topological order. Dead slots stay in place until a compaction slides the
+    # live ones down (preserving their order) and updates their handles.
     uint8_t *op
     uint8_t *flags
-    int32_t *a           # first child slot, -1 if none (on free slots: next free slot)
+    int32_t *a           # first child slot, -1 if none
     int32_t *b           # second child slot, -1 if none
     double *val
     double *grad
     double *aux          # constant operand (the exponent of x**3)
     int32_t *rc          # references: the live handle (+1) and each live parent (+1 per use)
     PyObject **handle    # borrowed pointer to the live handle of this slot, or NULL
-    uint32_t *mark       # == epoch when visited by the current sweep
-    # scratch shared by the sweeps and the release loop (never in use at the same time)
-    int32_t *order       # topological order of the last sweep
-    int32_t *stack       # DFS / release stack
-    uint8_t *cursor      # DFS: which child of the stack entry comes next
-    int32_t size         # slots ever handed out (high-water mark)
+    uint64_t *reach      # one bit per slot: reached by the current sweep (all 0 between sweeps)
+    int32_t *order       # scratch: reachable slots in ascending order; compaction's forward map
+    int32_t *stack       # scratch: the release cascade
+    int32_t size         # slots handed out (live or dead), all below this index
     int32_t capacity
-    int32_t free_head    # first slot of the free list, -1 when empty
     int32_t live         # slots in use
-    int32_t free_count   # slots on the free list
-    uint32_t epoch

@@ -1,8 +1,15 @@
 # The scalar engine: a node arena in flat C arrays, the Value handle, and the sweeps.
 #
+# Order: slots are handed out in creation order, so a node's children always sit below it and
+# descending slot order is a topological order. Backward is one descending pass over a
+# reachability bitmap: no DFS, no recursion, no per-node Python.
+#
 # Lifetime: a slot is referenced by its live handle (+1) and by every live parent that uses it
-# as a child (+1 per use). When the count reaches zero the slot returns to the free list and
-# its children are released, with an explicit stack (never recursion).
+# as a child (+1 per use). When the count reaches zero the slot is dead and its children are
+# released, with an explicit stack (never recursion). When at least half of the used slots are
+# dead, a compaction slides the live ones down (keeping their order) and re-points their
+# handles, so memory stays flat over any number of training steps. Slots therefore move:
+# code that builds nodes calls reserve() first and reads handles' slots after it.
 #
 # Numbers: every op is computed exactly as micrograd computes it (sub is a + (-1 * b), division
 # is a * b**-1, ...) so values agree bit for bit; the build compiles with -ffp-contract=off.
@@ -16,13 +23,26 @@ from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from libc.math cimport NAN, exp, floor, isfinite, isinf, log, pow, tanh
-from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t
+from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memset
 
 from fastgrad._core cimport *
 
 import numbers
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static inline int fg_highest_bit(unsigned long long x) {
+        unsigned long i; _BitScanReverse64(&i, x); return (int)i;
+    }
+    #else
+    static inline int fg_highest_bit(unsigned long long x) { return 63 - __builtin_clzll(x); }
+    #endif
+    """
+    int fg_highest_bit(unsigned long long x) noexcept nogil
 
 cdef object _Real = numbers.Real
 
@@ -35,33 +55,31 @@ cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp
 
 A.size = 0
 A.capacity = 0
-A.free_head = -1
 A.live = 0
-A.free_count = 0
-A.epoch = 1
 
 # ---------------------------------------------------------------------------------------------
 # Arena storage
 
 
-cdef int _realloc_array(void **p, size_t item, int32_t n) except -1:
-    cdef void *q = realloc(p[0], item * <size_t>n)
+cdef int _realloc_array(void **p, size_t item, size_t n) except -1:
+    cdef void *q = realloc(p[0], item * n)
     if q == NULL:
         raise MemoryError("fastgrad: cannot grow the scalar node arena")
     p[0] = q
     return 0
 
 
-cdef int _grow(int32_t at_least) except -1:
+cdef int _grow(long long at_least) except -1:
     """Grow every array to hold at least `at_least` slots (doubling)."""
     cdef long long cap = A.capacity if A.capacity > 0 else 1024
     while cap < at_least:
         cap *= 2
-    if cap > INT32_MAX:
-        cap = INT32_MAX
+    if cap > INT32_MAX - 64:
+        cap = INT32_MAX - 64
         if cap < at_least:
-            raise MemoryError("fastgrad: more than 2**31 - 1 scalar nodes")
-    cdef int32_t n = <int32_t>cap
+            raise MemoryError("fastgrad: more than 2**31 scalar nodes alive")
+    cdef size_t n = <size_t>cap
+    cdef size_t old_words = (<size_t>A.capacity + 63) // 64, words = (n + 63) // 64
     # Each array is valid at its old size until replaced, so a failure half way is harmless.
     _realloc_array(<void **>&A.op, sizeof(uint8_t), n)
     _realloc_array(<void **>&A.flags, sizeof(uint8_t), n)
@@ -72,38 +90,69 @@ cdef int _grow(int32_t at_least) except -1:
     _realloc_array(<void **>&A.aux, sizeof(double), n)
     _realloc_array(<void **>&A.rc, sizeof(int32_t), n)
     _realloc_array(<void **>&A.handle, sizeof(PyObject *), n)
-    _realloc_array(<void **>&A.mark, sizeof(uint32_t), n)
     _realloc_array(<void **>&A.order, sizeof(int32_t), n)
     _realloc_array(<void **>&A.stack, sizeof(int32_t), n)
-    _realloc_array(<void **>&A.cursor, sizeof(uint8_t), n)
-    A.capacity = n
+    _realloc_array(<void **>&A.reach, sizeof(uint64_t), words)
+    memset(A.reach + old_words, 0, (words - old_words) * sizeof(uint64_t))
+    A.capacity = <int32_t>cap
     return 0
+
+
+cdef void _compact() noexcept:
+    """Slide the live slots down over the dead ones, keeping their order; re-point handles."""
+    cdef int32_t *forward = A.order  # old slot -> new slot, for live slots
+    cdef int32_t s, t = 0, c
+    cdef bint moved_side_entries = False
+    for s in range(A.size):
+        if A.op[s] == OP_FREE:
+            continue
+        forward[s] = t
+        if t != s:
+            A.op[t] = A.op[s]
+            A.flags[t] = A.flags[s]
+            A.val[t] = A.val[s]
+            A.grad[t] = A.grad[s]
+            A.aux[t] = A.aux[s]
+            A.rc[t] = A.rc[s]
+            A.handle[t] = A.handle[s]
+            if A.handle[t] != NULL:
+                (<Value>A.handle[t]).slot = t
+            if A.flags[t] & (FLAG_LABEL | FLAG_OP_NAME):
+                moved_side_entries = True
+        # children sit below s, so their new places are already known
+        c = A.a[s]
+        A.a[t] = forward[c] if c >= 0 else -1
+        c = A.b[s]
+        A.b[t] = forward[c] if c >= 0 else -1
+        t += 1
+    A.size = t
+    if moved_side_entries:
+        _rekey(_labels, forward)
+        _rekey(_op_names, forward)
+
+
+cdef void _rekey(dict table, int32_t *forward) noexcept:
+    cdef dict moved = {forward[<int32_t>k]: v for k, v in table.items()}
+    table.clear()
+    table.update(moved)
 
 
 cdef int reserve(int32_t k) except -1:
-    """Make sure the next k slot allocations succeed without growing."""
-    cdef long long available = <long long>A.free_count + A.capacity - A.size
-    if available < k:
-        _grow(<int32_t>min(<long long>A.size + k - A.free_count, <long long>INT32_MAX))
+    """Make sure the next k slot allocations succeed without growing (may compact)."""
+    if <long long>A.size + k <= A.capacity:
+        return 0
+    if A.size - A.live >= A.live:  # at least half dead: reclaim before growing
+        _compact()
+    if <long long>A.size + k > A.capacity:
+        _grow(<long long>A.size + k)
     return 0
-
-
-cdef inline int32_t _take_slot() noexcept:
-    cdef int32_t s
-    if A.free_head >= 0:
-        s = A.free_head
-        A.free_head = A.a[s]
-        A.free_count -= 1
-    else:
-        s = A.size
-        A.size += 1
-    A.live += 1
-    return s
 
 
 cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) noexcept:
     """A node with no owner yet (rc 0) that holds its children. Needs a prior reserve()."""
-    cdef int32_t s = _take_slot()
+    cdef int32_t s = A.size
+    A.size += 1
+    A.live += 1
     A.op[s] = op
     A.flags[s] = 0
     A.a[s] = a
@@ -113,7 +162,6 @@ cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) no
     A.aux[s] = aux
     A.rc[s] = 0
     A.handle[s] = NULL
-    A.mark[s] = 0
     if a >= 0:
         A.rc[a] += 1
     if b >= 0:
@@ -126,7 +174,7 @@ cdef int32_t new_leaf(double v) noexcept:
 
 
 cdef void _free_unowned(int32_t root) noexcept:
-    """Free root (rc already 0) and every descendant whose count drops to zero."""
+    """Kill root (rc already 0) and every descendant whose count drops to zero."""
     cdef int32_t sp = 0, s, c
     cdef list garbage = None
     A.stack[sp] = root
@@ -154,10 +202,8 @@ cdef void _free_unowned(int32_t root) noexcept:
             garbage.append(_op_names.pop(s, None))
         A.op[s] = OP_FREE
         A.flags[s] = 0
-        A.a[s] = A.free_head
+        A.a[s] = -1
         A.b[s] = -1
-        A.free_head = s
-        A.free_count += 1
         A.live -= 1
     # `garbage` (if any) is released here, after the arena is consistent again.
 
@@ -291,8 +337,9 @@ cdef inline int32_t _bin(uint8_t op, int32_t a, int32_t b) noexcept:
 
 
 cdef inline int32_t _neg(int32_t a) noexcept:
-    # micrograd: -x is x * -1
-    return _bin(OP_MUL, a, new_leaf(-1.0))
+    # micrograd: -x is x * -1 (the constant is created first, as Value(-1) is)
+    cdef int32_t c = new_leaf(-1.0)
+    return _bin(OP_MUL, a, c)
 
 
 cdef inline int32_t _pow_const(int32_t a, double y, bint int_exponent) noexcept:
@@ -307,102 +354,121 @@ cdef inline bint _is_int(object x):
 
 
 cdef Value _unary(Value v, uint8_t op):
-    cdef int32_t a = v.slot
-    _check_unary(op, A.val[a])
+    _check_unary(op, A.val[v.slot])
     reserve(1)
+    cdef int32_t a = v.slot
     return _own(new_node(op, a, -1, op_forward(op, A.val[a], 0.0, 0.0), 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
 # Sweeps
+#
+# Both walk the reachability bitmap downward from the root, one 64-slot word at a time: take
+# the word's highest set bit, handle that slot, and mark its children (always lower slots).
+# Marks in the current word stay in a register; lower words are marked in memory. Unreachable
+# stretches cost one word load per 64 slots. The bitmap is all zeros again when a sweep ends.
+
+
+cdef inline void _mark(uint64_t *reach, int32_t c, int32_t w, uint64_t *bits,
+                       int32_t *lowest) noexcept nogil:
+    cdef int32_t cw = c >> 6
+    if cw == w:
+        bits[0] |= (<uint64_t>1) << (c & 63)
+    else:
+        reach[cw] |= (<uint64_t>1) << (c & 63)
+        if cw < lowest[0]:
+            lowest[0] = cw
 
 
 cdef int32_t topo_order(int32_t root) noexcept:
-    """Post-order DFS from root (children a then b), as micrograd's build_topo, into A.order."""
-    if A.epoch == 0xFFFFFFFF:
-        memset(A.mark, 0, sizeof(uint32_t) * <size_t>A.capacity)
-        A.epoch = 0
-    A.epoch += 1
-    return _dfs(root, A.epoch, A.a, A.b, A.mark, A.order, A.stack, A.cursor)
-
-
-cdef int32_t _dfs(int32_t root, uint32_t epoch, const int32_t *ca, const int32_t *cb,
-                  uint32_t *mark, int32_t *order, int32_t *stack, uint8_t *cursor) noexcept nogil:
-    # Each stack entry remembers which child it visits next (0: a, 1: b, 2: done).
-    cdef int32_t n = 0, sp = 1, s, c
-    mark[root] = epoch
-    stack[0] = root
-    cursor[0] = 0
-    while sp > 0:
-        s = stack[sp - 1]
-        if cursor[sp - 1] == 0:
-            cursor[sp - 1] = 1
-            c = ca[s]
-        elif cursor[sp - 1] == 1:
-            cursor[sp - 1] = 2
-            c = cb[s]
-        else:
-            order[n] = s
-            n += 1
-            sp -= 1
-            continue
-        if c >= 0 and mark[c] != epoch:
-            mark[c] = epoch
-            stack[sp] = c
-            cursor[sp] = 0
-            sp += 1
+    """The slots reachable from root in ascending order (a topological order), into A.order."""
+    cdef int32_t n = _collect(root, A.a, A.b, A.reach, A.order)
+    cdef int32_t i, t
+    for i in range(n // 2):  # collected descending
+        t = A.order[i]
+        A.order[i] = A.order[n - 1 - i]
+        A.order[n - 1 - i] = t
     return n
 
 
-cdef void _backward_sweep(int32_t n) noexcept nogil:
-    """Reverse topological order, micrograd's local rules, accumulating into grad."""
-    cdef int32_t *order = A.order
+cdef int32_t _collect(int32_t root, const int32_t *ca, const int32_t *cb, uint64_t *reach,
+                      int32_t *out) noexcept nogil:
+    cdef int32_t n = 0, w = root >> 6, lowest = w, s
+    cdef uint64_t bits = (<uint64_t>1) << (root & 63)
+    while w >= lowest:
+        bits |= reach[w]
+        reach[w] = 0
+        while bits:
+            s = (w << 6) | fg_highest_bit(bits)
+            bits &= ~((<uint64_t>1) << (s & 63))
+            out[n] = s
+            n += 1
+            if ca[s] >= 0:
+                _mark(reach, ca[s], w, &bits, &lowest)
+            if cb[s] >= 0:
+                _mark(reach, cb[s], w, &bits, &lowest)
+        w -= 1
+    return n
+
+
+cdef void _backward_sweep(int32_t root) noexcept nogil:
+    """Reverse creation order over the nodes reachable from root, micrograd's local rules."""
     cdef uint8_t *ops = A.op
     cdef int32_t *ca = A.a
     cdef int32_t *cb = A.b
     cdef double *val = A.val
     cdef double *grad = A.grad
     cdef double *aux = A.aux
-    cdef int32_t i, s, a, b
+    cdef uint64_t *reach = A.reach
+    cdef int32_t w = root >> 6, lowest = w, s, a, b
+    cdef uint64_t bits = (<uint64_t>1) << (root & 63)
     cdef double g, x, y, t
     cdef uint8_t op
-    for i in range(n - 1, -1, -1):
-        s = order[i]
-        op = ops[s]
-        if op <= OP_OPAQUE:
-            continue
-        g = grad[s]
-        a = ca[s]
-        b = cb[s]
-        if op == OP_ADD:
-            grad[a] += g
-            grad[b] += g
-        elif op == OP_MUL:
-            grad[a] += val[b] * g
-            grad[b] += val[a] * g
-        elif op == OP_POW_CONST:
-            y = aux[s]
-            grad[a] += (y * pow(val[a], y - 1.0)) * g
-        elif op == OP_POW:
-            x = val[a]
-            y = val[b]
-            grad[a] += (y * pow(x, y - 1.0)) * g
-            if x > 0.0:
-                grad[b] += (val[s] * log(x)) * g
-            elif x < 0.0:
-                grad[b] += NAN  # d/dy x**y has no real value for x < 0
-        elif op == OP_RELU:
-            grad[a] += (1.0 if val[s] > 0.0 else 0.0) * g
-        elif op == OP_TANH:
-            t = val[s]
-            grad[a] += (1.0 - t * t) * g
-        elif op == OP_EXP:
-            grad[a] += val[s] * g
-        elif op == OP_LOG:
-            grad[a] += g / val[a]
-        elif op == OP_SIGMOID:
-            t = val[s]
-            grad[a] += (t * (1.0 - t)) * g
+    while w >= lowest:
+        bits |= reach[w]
+        reach[w] = 0
+        while bits:
+            s = (w << 6) | fg_highest_bit(bits)
+            bits &= ~((<uint64_t>1) << (s & 63))
+            a = ca[s]
+            if a < 0:
+                continue  # a leaf: nothing to propagate
+            b = cb[s]
+            _mark(reach, a, w, &bits, &lowest)
+            if b >= 0:
+                _mark(reach, b, w, &bits, &lowest)
+            op = ops[s]
+            g = grad[s]
+            if op == OP_ADD:
+                grad[a] += g
+                grad[b] += g
+            elif op == OP_MUL:
+                grad[a] += val[b] * g
+                grad[b] += val[a] * g
+            elif op == OP_POW_CONST:
+                y = aux[s]
+                grad[a] += (y * pow(val[a], y - 1.0)) * g
+            elif op == OP_POW:
+                x = val[a]
+                y = val[b]
+                grad[a] += (y * pow(x, y - 1.0)) * g
+                if x > 0.0:
+                    grad[b] += (val[s] * log(x)) * g
+                elif x < 0.0:
+                    grad[b] += NAN  # d/dy x**y has no real value for x < 0
+            elif op == OP_RELU:
+                grad[a] += (1.0 if val[s] > 0.0 else 0.0) * g
+            elif op == OP_TANH:
+                t = val[s]
+                grad[a] += (1.0 - t * t) * g
+            elif op == OP_EXP:
+                grad[a] += val[s] * g
+            elif op == OP_LOG:
+                grad[a] += g / val[a]
+            elif op == OP_SIGMOID:
+                t = val[s]
+                grad[a] += (t * (1.0 - t)) * g
+        w -= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,6 +515,9 @@ cdef class Value:
         if not isinstance(_op, str):
             raise TypeError(f"_op must be a str, not {type(_op).__name__}")
         _make_leaf(s)
+        if children and max([(<Value>c).slot for c in children]) > s:
+            _move_to_new_slot(self)  # re-initialised with younger children: keep the order
+        s = self.slot
         A.val[s] = v
         if children:
             A.op[s] = OP_OPAQUE
@@ -533,17 +602,21 @@ cdef class Value:
         return f"Value(data={A.val[self.slot]!r}, grad={A.grad[self.slot]!r})"
 
     # -- arithmetic (micrograd's constructions) --------------------------------------------------
+    #
+    # Each op reserves its slots before reading any operand's slot (reserving may compact the
+    # arena, which moves slots) and creates its nodes in the order micrograd creates its Values.
 
     def __add__(self, other):
         cdef double x
-        cdef int32_t a = self.slot
+        cdef int32_t c
         if type(other) is Value:
             reserve(1)
-            return _own(_bin(OP_ADD, a, (<Value>other).slot))
+            return _own(_bin(OP_ADD, self.slot, (<Value>other).slot))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
-        return _own(_bin(OP_ADD, a, new_leaf(x)))
+        c = new_leaf(x)
+        return _own(_bin(OP_ADD, self.slot, c))
 
     def __radd__(self, other):
         # micrograd: other + self is self + other
@@ -551,14 +624,15 @@ cdef class Value:
 
     def __mul__(self, other):
         cdef double x
-        cdef int32_t a = self.slot
+        cdef int32_t c
         if type(other) is Value:
             reserve(1)
-            return _own(_bin(OP_MUL, a, (<Value>other).slot))
+            return _own(_bin(OP_MUL, self.slot, (<Value>other).slot))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
-        return _own(_bin(OP_MUL, a, new_leaf(x)))
+        c = new_leaf(x)
+        return _own(_bin(OP_MUL, self.slot, c))
 
     def __rmul__(self, other):
         # micrograd: other * self is self * other
@@ -571,73 +645,80 @@ cdef class Value:
     def __sub__(self, other):
         # micrograd: self + (-other)
         cdef double x
-        cdef int32_t a = self.slot
+        cdef int32_t c
         if type(other) is Value:
             reserve(3)
-            return _own(_bin(OP_ADD, a, _neg((<Value>other).slot)))
+            c = _neg((<Value>other).slot)
+            return _own(_bin(OP_ADD, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
-        return _own(_bin(OP_ADD, a, new_leaf(-x)))
+        c = new_leaf(-x)
+        return _own(_bin(OP_ADD, self.slot, c))
 
     def __rsub__(self, other):
         # micrograd: other + (-self), which Python turns into (-self) + other
         cdef double x
+        cdef int32_t n, c
         if not _as_number(other, &x):
             return NotImplemented
         reserve(4)
-        return _own(_bin(OP_ADD, _neg(self.slot), new_leaf(x)))
+        n = _neg(self.slot)
+        c = new_leaf(x)
+        return _own(_bin(OP_ADD, n, c))
 
     def __truediv__(self, other):
         # micrograd: self * other**-1
         cdef double x
-        cdef int32_t a = self.slot, b
+        cdef int32_t c
         if type(other) is Value:
-            b = (<Value>other).slot
-            _check_pow(A.val[b], -1.0)
+            _check_pow(A.val[(<Value>other).slot], -1.0)
             reserve(2)
-            return _own(_bin(OP_MUL, a, _pow_const(b, -1.0, True)))
+            c = _pow_const((<Value>other).slot, -1.0, True)
+            return _own(_bin(OP_MUL, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
         _check_pow(x, -1.0)
         reserve(2)
-        return _own(_bin(OP_MUL, a, new_leaf(pow(x, -1.0))))
+        c = new_leaf(pow(x, -1.0))
+        return _own(_bin(OP_MUL, self.slot, c))
 
     def __rtruediv__(self, other):
         # micrograd: other * self**-1, which Python turns into self**-1 * other
         cdef double x
-        cdef int32_t a = self.slot
+        cdef int32_t p, c
         if not _as_number(other, &x):
             return NotImplemented
-        _check_pow(A.val[a], -1.0)
+        _check_pow(A.val[self.slot], -1.0)
         reserve(3)
-        return _own(_bin(OP_MUL, _pow_const(a, -1.0, True), new_leaf(x)))
+        p = _pow_const(self.slot, -1.0, True)
+        c = new_leaf(x)
+        return _own(_bin(OP_MUL, p, c))
 
     def __pow__(self, other, modulo):
         cdef double y
-        cdef int32_t a = self.slot, b
         if modulo is not None:
             return NotImplemented
         if type(other) is Value:
-            b = (<Value>other).slot
-            _check_pow(A.val[a], A.val[b])
+            _check_pow(A.val[self.slot], A.val[(<Value>other).slot])
             reserve(1)
-            return _own(_bin(OP_POW, a, b))
+            return _own(_bin(OP_POW, self.slot, (<Value>other).slot))
         if not _as_number(other, &y):
             return NotImplemented
-        _check_pow(A.val[a], y)
+        _check_pow(A.val[self.slot], y)
         reserve(1)
-        return _own(_pow_const(a, y, _is_int(other)))
+        return _own(_pow_const(self.slot, y, _is_int(other)))
 
     def __rpow__(self, other, modulo):
         # number ** Value: the number becomes a constant leaf
         cdef double x
-        cdef int32_t b = self.slot
+        cdef int32_t c
         if modulo is not None or not _as_number(other, &x):
             return NotImplemented
-        _check_pow(x, A.val[b])
+        _check_pow(x, A.val[self.slot])
         reserve(2)
-        return _own(_bin(OP_POW, new_leaf(x), b))
+        c = new_leaf(x)
+        return _own(_bin(OP_POW, c, self.slot))
 
     # -- activations and the ops micrograd users add ----------------------------------------------
 
@@ -669,14 +750,25 @@ cdef class Value:
         Same rule as micrograd: gradients add up across calls; use zero_grad() in between.
         """
         cdef int32_t root = self.slot
-        cdef int32_t n = topo_order(root)
         A.grad[root] = 1.0
-        _backward_sweep(n)
+        _backward_sweep(root)
 
     # -- copying ----------------------------------------------------------------------------------
 
     def __reduce__(self):
         return (_rebuild, _graph_state(self.slot))
+
+
+cdef int _move_to_new_slot(Value v) except -1:
+    """Give v's handle a fresh leaf slot at the top; the old slot lives on while parents use it."""
+    reserve(1)
+    cdef int32_t t = new_leaf(0.0), s = v.slot
+    A.handle[s] = NULL
+    v.slot = t
+    A.rc[t] = 1
+    A.handle[t] = <PyObject *>v
+    decref(s)
+    return 0
 
 
 cdef void _make_leaf(int32_t s) noexcept:
@@ -839,14 +931,17 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
 
 
 def arena_stats():
-    """Slots in use, slots ever handed out, capacity, and bytes per slot of the arena."""
-    cdef size_t per_slot = (2 * sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
-                            + sizeof(int32_t) + sizeof(PyObject *) + sizeof(uint32_t)
-                            + 2 * sizeof(int32_t) + sizeof(uint8_t))
+    """Slots in use, slots handed out (live or dead), capacity, and bytes per slot."""
+    cdef size_t per_slot = (2 * sizeof(uint8_t) + 3 * sizeof(int32_t) + 3 * sizeof(double)
+                            + sizeof(PyObject *) + 2 * sizeof(int32_t))
     return {
         "live": A.live,
         "size": A.size,
         "capacity": A.capacity,
-        "free": A.free_count,
-        "bytes_per_slot": per_slot,
+        "bytes_per_slot": per_slot + 1 / 8,
     }
+
+
+def _compact_now():
+    """Compact the arena immediately (for tests: compaction otherwise runs when space is short)."""
+    _compact()

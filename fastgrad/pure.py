@@ -2,10 +2,12 @@
 
 It is the oracle of the differential tests and the baseline of every benchmark. It builds the
 same nodes as the compiled engine (subtraction is a + (-1 * b), division is a * b**-1, as in
-micrograd), visits children in the same order, and so produces the same numbers bit for bit.
+micrograd), in the same order, and back-propagates in the same order (latest-created node
+first: creation order is a topological order), so it produces the same numbers bit for bit.
 Select it for a whole program with ``FASTGRAD_ENGINE=pure``.
 """
 
+import itertools
 import math
 import numbers
 
@@ -59,6 +61,8 @@ def _sigmoid(x):
     e = math.exp(x)
     return e / (1.0 + e)
 
+
+_creation_counter = itertools.count()
 
 # Backward rules: each adds out's contribution to its children's grads (micrograd's closures,
 # written as plain functions so Values pickle).
@@ -133,6 +137,7 @@ class Value:
         self.label = label
         self._rule = _no_rule
         self._exponent = None
+        self._created = next(_creation_counter)
 
     @property
     def _prev(self):
@@ -240,23 +245,17 @@ class Value:
         return self._unary(_sigmoid(self.data), 'sigmoid', _sigmoid_rule)
 
     def backward(self):
-        # topological order of all the children in the graph (iterative, children in order)
-        topo = []
-        visited = {id(self)}
-        stack = [(self, iter(self._children))]
+        # every node this one depends on (iteratively: graphs may be millions deep)
+        reachable = {id(self): self}
+        stack = [self]
         while stack:
-            node, children = stack[-1]
-            for child in children:
-                if id(child) not in visited:
-                    visited.add(id(child))
-                    stack.append((child, iter(child._children)))
-                    break
-            else:
-                stack.pop()
-                topo.append(node)
-        # go one variable at a time and apply the chain rule to get its gradient
+            for child in stack.pop()._children:
+                if id(child) not in reachable:
+                    reachable[id(child)] = child
+                    stack.append(child)
+        # a node is always created after its children: latest first is a topological order
         self.grad = 1.0
-        for v in reversed(topo):
+        for v in sorted(reachable.values(), key=lambda v: v._created, reverse=True):
             v._backward()
 
     def __repr__(self):

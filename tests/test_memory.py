@@ -114,3 +114,40 @@ def test_training_loop_keeps_rss_flat():
     early, late = map(int, out.split())
     # Leaking even one 8-byte slot per node would add megabytes over these steps.
     assert late - early < 1024, f"RSS grew from {early} KiB to {late} KiB"
+
+
+@compiled_only
+def test_compaction_moves_slots_but_keeps_graphs_handles_and_labels():
+    from fastgrad import pure
+    from fastgrad._scalar import _compact_now, arena_stats
+
+    def graph(V):
+        garbage_before = [V(float(i)) * 2 for i in range(50)]  # dies: leaves holes below
+        x, w = V(0.5, label="x"), V(-1.5, label="w")
+        h = (x * w + 1.0).tanh()
+        h.label = "h"
+        out = h * h + x / w
+        del garbage_before
+        return x, w, out
+
+    x, w, out = graph(Value)
+    rx, rw, rout = graph(pure.Value)
+    size_before = arena_stats()["size"]
+    _compact_now()
+    assert arena_stats()["size"] < size_before
+    # the inner node h has no handle now; its label survived the move
+    labels = set()
+    stack = [out]
+    while stack:
+        v = stack.pop()
+        labels.add(v.label)
+        stack.extend(v._prev)
+    assert {"x", "w", "h"} <= labels
+    assert (x.label, w.label) == ("x", "w")
+    out.backward()
+    rout.backward()
+    assert (out.data, x.grad, w.grad) == (rout.data, rx.grad, rw.grad)
+    # new nodes after a compaction still go above everything alive
+    y = out * x
+    y.backward()
+    assert x.grad != rx.grad

@@ -1,0 +1,80 @@
+"""micrograd's moons demo on fastgrad: the same script with `micrograd` changed to `fastgrad`.
+
+Trains MLP(2, [16, 16, 1]) with an SVM max-margin loss and L2 regularisation by SGD, printing
+loss and accuracy per step, exactly as micrograd's demo.ipynb does.
+
+    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337]
+"""
+
+import argparse
+import random
+import time
+
+import numpy as np
+
+from fastgrad.datasets import make_moons
+from fastgrad.engine import Value
+from fastgrad.nn import MLP
+
+
+def loss(model, X, y, batch_size=None):
+    # inline DataLoader :)
+    if batch_size is None:
+        Xb, yb = X, y
+    else:
+        ri = np.random.permutation(X.shape[0])[:batch_size]
+        Xb, yb = X[ri], y[ri]
+    inputs = [list(map(Value, xrow)) for xrow in Xb]
+
+    # forward the model to get scores
+    scores = list(map(model, inputs))
+
+    # svm "max-margin" loss
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    # L2 regularization
+    alpha = 1e-4
+    reg_loss = alpha * sum((p * p for p in model.parameters()))
+    total_loss = data_loss + reg_loss
+
+    # also get accuracy
+    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores)]
+    return total_loss, sum(accuracy) / len(accuracy)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args()
+
+    np.random.seed(args.seed)
+    random.seed(args.seed)
+    X, y = make_moons(n_samples=args.samples, noise=0.1, seed=args.seed)
+
+    model = MLP(2, [16, 16, 1])  # 2-layer neural network
+    print(model)
+    print("number of parameters", len(model.parameters()))
+
+    start = time.perf_counter()
+    for k in range(args.steps):
+        # forward
+        total_loss, acc = loss(model, X, y)
+
+        # backward
+        model.zero_grad()
+        total_loss.backward()
+
+        # update (sgd)
+        learning_rate = 1.0 - 0.9 * k / 100
+        for p in model.parameters():
+            p.data -= learning_rate * p.grad
+
+        print(f"step {k} loss {total_loss.data}, accuracy {acc*100}%")
+    elapsed = time.perf_counter() - start
+    print(f"{args.steps} steps in {elapsed:.2f} s ({1e3 * elapsed / max(args.steps, 1):.2f} ms per step)")
+
+
+if __name__ == "__main__":
+    main()
