@@ -47,7 +47,9 @@ setup(
     ext_modules=cythonize(
         extensions(),
         compiler_directives=COMPILER_DIRECTIVES,
+        # FASTGRAD_ANNOTATE=1 writes fastgrad/*.html (cython -a) with the real build's directives
         annotate=os.environ.get("FASTGRAD_ANNOTATE") == "1",
+        force=os.environ.get("FASTGRAD_ANNOTATE") == "1",
     ),
     cmdclass={"build_ext": BuildExt},
 )
