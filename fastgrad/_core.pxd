@@ -6,7 +6,7 @@ from libc.stdint cimport int32_t, uint8_t, uint64_t
 from cpython.object cimport PyObject
 
 cdef enum:
-    OP_FREE = 0      # a dead slot, waiting for the next compaction
+    OP_FREE = 0      # not used by a live node (set on the slots a compaction frees)
     OP_LEAF          # a number the user gave (or a constant operand)
     OP_OPAQUE        # built with Value(data, _children, _op): shown in _prev, no derivative
     OP_ADD           # a + b
@@ -27,8 +27,9 @@ cdef enum:
 
 ctypedef struct Arena:
     # Slots are in creation order: a node's children always sit below it, so descending slot
-    # order is a topological order. Dead slots stay in place until a compaction slides the
-    # live ones down (preserving their order) and updates their handles.
+    # order is a topological order. A node is alive while it has a live handle or a live
+    # parent; dead slots stay in place until a compaction finds them (one descending pass)
+    # and slides the live ones down, keeping their order and re-pointing their handles.
     uint8_t *op
     uint8_t *flags
     int32_t *a           # first child slot, -1 if none
@@ -36,11 +37,8 @@ ctypedef struct Arena:
     double *val
     double *grad
     double *aux          # constant operand (the exponent of x**3)
-    int32_t *rc          # references: the live handle (+1) and each live parent (+1 per use)
     PyObject **handle    # borrowed pointer to the live handle of this slot, or NULL
     uint64_t *reach      # one bit per slot: reached by the current sweep (all 0 between sweeps)
     int32_t *order       # scratch: reachable slots in ascending order; compaction's forward map
-    int32_t *stack       # scratch: the release cascade
-    int32_t size         # slots handed out (live or dead), all below this index
+    int32_t size         # slots handed out (alive or dead), all below this index
     int32_t capacity
-    int32_t live         # slots in use

@@ -11,12 +11,11 @@ cdef class Value:
 
 # Building: call reserve(k) first, and read handles' slots only after it (reserving may
 # compact the arena, which moves slots); the next k new_node/new_leaf calls cannot fail.
+# A node built but never wrapped or used by a parent is simply collected by the next compaction.
 cdef int reserve(int32_t k) except -1
 cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) noexcept
 cdef int32_t new_leaf(double v) noexcept
-# Lifetime.
-cdef void decref(int32_t s) noexcept
-cdef void drop_if_unowned(int32_t s) noexcept
+# A handle for a slot that has none (the slot lives at least as long as the handle).
 cdef Value wrap(int32_t s)
 # The slots reachable from root, ascending (a topological order), into A.order; returns count.
 cdef int32_t topo_order(int32_t root) noexcept

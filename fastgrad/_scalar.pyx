@@ -4,15 +4,17 @@
 # descending slot order is a topological order. Backward is one descending pass over a
 # reachability bitmap: no DFS, no recursion, no per-node Python.
 #
-# Lifetime: a slot is referenced by its live handle (+1) and by every live parent that uses it
-# as a child (+1 per use). When the count reaches zero the slot is dead and its children are
-# released, with an explicit stack (never recursion). When at least half of the used slots are
-# dead, a compaction slides the live ones down (keeping their order) and re-points their
-# handles, so memory stays flat over any number of training steps. Slots therefore move:
-# code that builds nodes calls reserve() first and reads handles' slots after it.
+# Lifetime: a node lives while it has a live handle or a live parent. Nothing is counted: when
+# the arena is full, a compaction marks the live nodes in one descending pass (handles are the
+# roots; parents sit above their children), slides them down keeping their order, and
+# re-points their handles. A dying handle only clears its back-pointer. The arena grows when a
+# compaction leaves it more than half full, so each slot is scanned O(1) times on average and
+# memory stays flat over any number of training steps. Slots therefore move: code that builds
+# nodes calls reserve() first and reads handles' slots after it.
 #
 # Numbers: every op is computed exactly as micrograd computes it (sub is a + (-1 * b), division
-# is a * b**-1, ...) so values agree bit for bit; the build compiles with -ffp-contract=off.
+# is a * b**-1, ...) so values agree bit for bit; the build compiles with -ffp-contract=off and
+# calls libm's pow, as Python does.
 #
 # The GIL protects the arena: the sweeps are `nogil` functions (so Cython guarantees they touch
 # no Python object) but are called with the GIL held, because another thread creating a Value
@@ -20,6 +22,7 @@
 cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from libc.math cimport NAN, exp, floor, isfinite, isinf, log, pow, tanh
@@ -55,7 +58,6 @@ cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp
 
 A.size = 0
 A.capacity = 0
-A.live = 0
 
 # ---------------------------------------------------------------------------------------------
 # Arena storage
@@ -88,23 +90,47 @@ cdef int _grow(long long at_least) except -1:
     _realloc_array(<void **>&A.val, sizeof(double), n)
     _realloc_array(<void **>&A.grad, sizeof(double), n)
     _realloc_array(<void **>&A.aux, sizeof(double), n)
-    _realloc_array(<void **>&A.rc, sizeof(int32_t), n)
     _realloc_array(<void **>&A.handle, sizeof(PyObject *), n)
     _realloc_array(<void **>&A.order, sizeof(int32_t), n)
-    _realloc_array(<void **>&A.stack, sizeof(int32_t), n)
     _realloc_array(<void **>&A.reach, sizeof(uint64_t), words)
     memset(A.reach + old_words, 0, (words - old_words) * sizeof(uint64_t))
     A.capacity = <int32_t>cap
     return 0
 
 
-cdef void _compact() noexcept:
-    """Slide the live slots down over the dead ones, keeping their order; re-point handles."""
-    cdef int32_t *forward = A.order  # old slot -> new slot, for live slots
+cdef int32_t _mark_alive(int32_t *alive) noexcept nogil:
+    """alive[s] = 1 for every node with a live handle or a live parent; returns their number."""
+    cdef const int32_t *ca = A.a
+    cdef const int32_t *cb = A.b
+    cdef PyObject **handle = A.handle
+    cdef int32_t s, count = 0
+    memset(alive, 0, sizeof(int32_t) * <size_t>A.size)
+    for s in range(A.size - 1, -1, -1):  # every parent is seen before its children
+        if alive[s] or handle[s] != NULL:
+            alive[s] = 1
+            count += 1
+            if ca[s] >= 0:
+                alive[ca[s]] = 1
+            if cb[s] >= 0:
+                alive[cb[s]] = 1
+    return count
+
+
+cdef list _compact():
+    """Slide the live nodes down over the dead ones, keeping their order; re-point handles.
+
+    Returns the side-table entries (labels) of the dead nodes, for the caller to drop once the
+    arena is consistent (dropping them may run arbitrary code).
+    """
+    cdef int32_t *forward = A.order  # old slot -> new slot (-1: dead)
     cdef int32_t s, t = 0, c
-    cdef bint moved_side_entries = False
+    cdef bint side_entries = False
+    _mark_alive(forward)
     for s in range(A.size):
-        if A.op[s] == OP_FREE:
+        if A.flags[s] & (FLAG_LABEL | FLAG_OP_NAME):
+            side_entries = True
+        if not forward[s]:
+            forward[s] = -1
             continue
         forward[s] = t
         if t != s:
@@ -113,46 +139,56 @@ cdef void _compact() noexcept:
             A.val[t] = A.val[s]
             A.grad[t] = A.grad[s]
             A.aux[t] = A.aux[s]
-            A.rc[t] = A.rc[s]
             A.handle[t] = A.handle[s]
             if A.handle[t] != NULL:
                 (<Value>A.handle[t]).slot = t
-            if A.flags[t] & (FLAG_LABEL | FLAG_OP_NAME):
-                moved_side_entries = True
         # children sit below s, so their new places are already known
         c = A.a[s]
         A.a[t] = forward[c] if c >= 0 else -1
         c = A.b[s]
         A.b[t] = forward[c] if c >= 0 else -1
         t += 1
+    cdef int32_t old_size = A.size
     A.size = t
-    if moved_side_entries:
-        _rekey(_labels, forward)
-        _rekey(_op_names, forward)
+    for s in range(t, old_size):
+        A.op[s] = OP_FREE
+    if not side_entries:
+        return None
+    return _rekey(_labels, forward) + _rekey(_op_names, forward)
 
 
-cdef void _rekey(dict table, int32_t *forward) noexcept:
-    cdef dict moved = {forward[<int32_t>k]: v for k, v in table.items()}
+cdef list _rekey(dict table, int32_t *forward):
+    """Move the entries of live slots to their new slots; return the dead slots' values."""
+    cdef list dead = []
+    cdef dict moved = {}
+    for k, v in table.items():
+        if forward[<int32_t>k] >= 0:
+            moved[forward[<int32_t>k]] = v
+        else:
+            dead.append(v)
     table.clear()
     table.update(moved)
+    return dead
 
 
 cdef int reserve(int32_t k) except -1:
     """Make sure the next k slot allocations succeed without growing (may compact)."""
     if <long long>A.size + k <= A.capacity:
         return 0
-    if A.size - A.live >= A.live:  # at least half dead: reclaim before growing
-        _compact()
+    if A.size > 0:
+        garbage = _compact()
+        if <long long>A.size + k > A.capacity // 2:  # keep compactions rare: room for as many again
+            _grow(2 * (<long long>A.size + k))
+        del garbage  # dead nodes' labels; may run arbitrary code, even build Values
     if <long long>A.size + k > A.capacity:
         _grow(<long long>A.size + k)
     return 0
 
 
 cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) noexcept:
-    """A node with no owner yet (rc 0) that holds its children. Needs a prior reserve()."""
+    """A node with children a, b (or -1). Needs a prior reserve()."""
     cdef int32_t s = A.size
     A.size += 1
-    A.live += 1
     A.op[s] = op
     A.flags[s] = 0
     A.a[s] = a
@@ -160,63 +196,12 @@ cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) no
     A.val[s] = v
     A.grad[s] = 0.0
     A.aux[s] = aux
-    A.rc[s] = 0
     A.handle[s] = NULL
-    if a >= 0:
-        A.rc[a] += 1
-    if b >= 0:
-        A.rc[b] += 1
     return s
 
 
 cdef int32_t new_leaf(double v) noexcept:
     return new_node(OP_LEAF, -1, -1, v, 0.0)
-
-
-cdef void _free_unowned(int32_t root) noexcept:
-    """Kill root (rc already 0) and every descendant whose count drops to zero."""
-    cdef int32_t sp = 0, s, c
-    cdef list garbage = None
-    A.stack[sp] = root
-    sp += 1
-    while sp > 0:
-        sp -= 1
-        s = A.stack[sp]
-        c = A.a[s]
-        if c >= 0:
-            A.rc[c] -= 1
-            if A.rc[c] == 0:
-                A.stack[sp] = c
-                sp += 1
-        c = A.b[s]
-        if c >= 0:
-            A.rc[c] -= 1
-            if A.rc[c] == 0:
-                A.stack[sp] = c
-                sp += 1
-        if A.flags[s] & (FLAG_LABEL | FLAG_OP_NAME):
-            # Dropping a label may run arbitrary code, so keep it alive until the loop is over.
-            if garbage is None:
-                garbage = []
-            garbage.append(_labels.pop(s, None))
-            garbage.append(_op_names.pop(s, None))
-        A.op[s] = OP_FREE
-        A.flags[s] = 0
-        A.a[s] = -1
-        A.b[s] = -1
-        A.live -= 1
-    # `garbage` (if any) is released here, after the arena is consistent again.
-
-
-cdef void decref(int32_t s) noexcept:
-    A.rc[s] -= 1
-    if A.rc[s] == 0:
-        _free_unowned(s)
-
-
-cdef void drop_if_unowned(int32_t s) noexcept:
-    if A.rc[s] == 0:
-        _free_unowned(s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,16 +217,8 @@ cdef Value wrap(int32_t s):
     _adopt = s
     try:
         return Value.__new__(Value)
-    finally:
-        _adopt = -1
-
-
-cdef inline Value _own(int32_t s):
-    """Wrap a freshly built node; if that fails, free the node again."""
-    try:
-        return wrap(s)
     except BaseException:
-        drop_if_unowned(s)
+        _adopt = -1
         raise
 
 
@@ -278,6 +255,11 @@ cdef double _to_double(object x) except? -1.0:
 
 
 cdef double op_forward(uint8_t op, double x, double y, double aux) noexcept nogil:
+    return _forward(op, x, y, aux)
+
+
+cdef inline double _forward(uint8_t op, double x, double y, double aux) noexcept nogil:
+    # inline, so that building a node with a known op compiles to just its arithmetic
     if op == OP_ADD:
         return x + y
     if op == OP_MUL:
@@ -333,7 +315,7 @@ cdef int _check_unary(uint8_t op, double x) except -1:
 
 
 cdef inline int32_t _bin(uint8_t op, int32_t a, int32_t b) noexcept:
-    return new_node(op, a, b, op_forward(op, A.val[a], A.val[b], 0.0), 0.0)
+    return new_node(op, a, b, _forward(op, A.val[a], A.val[b], 0.0), 0.0)
 
 
 cdef inline int32_t _neg(int32_t a) noexcept:
@@ -357,7 +339,7 @@ cdef Value _unary(Value v, uint8_t op):
     _check_unary(op, A.val[v.slot])
     reserve(1)
     cdef int32_t a = v.slot
-    return _own(new_node(op, a, -1, op_forward(op, A.val[a], 0.0, 0.0), 0.0))
+    return wrap(new_node(op, a, -1, _forward(op, A.val[a], 0.0, 0.0), 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,11 +481,10 @@ cdef class Value:
         else:
             _adopt = -1
         self.slot = s
-        A.rc[s] += 1
         A.handle[s] = <PyObject *>self
 
     def __init__(self, data, _children=(), _op='', label=''):
-        cdef int32_t s = self.slot
+        cdef int32_t s
         cdef double v = _to_double(data)
         cdef tuple children = tuple(_children)
         if len(children) > 2:
@@ -514,6 +495,7 @@ cdef class Value:
                 raise TypeError(f"_children must be Values, not {type(c).__name__}")
         if not isinstance(_op, str):
             raise TypeError(f"_op must be a str, not {type(_op).__name__}")
+        s = self.slot  # read after the conversions above, which may run Python code
         _make_leaf(s)
         if children and max([(<Value>c).slot for c in children]) > s:
             _move_to_new_slot(self)  # re-initialised with younger children: keep the order
@@ -522,20 +504,17 @@ cdef class Value:
         if children:
             A.op[s] = OP_OPAQUE
             A.a[s] = (<Value>children[0]).slot
-            A.rc[A.a[s]] += 1
             if len(children) == 2:
                 A.b[s] = (<Value>children[1]).slot
-                A.rc[A.b[s]] += 1
         if _op:
             _op_names[s] = _op
             A.flags[s] |= FLAG_OP_NAME
         self.label = label
 
     def __dealloc__(self):
-        cdef int32_t s = self.slot
-        if s >= 0:
-            A.handle[s] = NULL
-            decref(s)
+        # The node may live on in its parents; the next compaction decides.
+        if self.slot >= 0:
+            A.handle[self.slot] = NULL
 
     # -- micrograd's attributes ----------------------------------------------------------------
 
@@ -611,12 +590,12 @@ cdef class Value:
         cdef int32_t c
         if type(other) is Value:
             reserve(1)
-            return _own(_bin(OP_ADD, self.slot, (<Value>other).slot))
+            return wrap(_bin(OP_ADD, self.slot, (<Value>other).slot))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
         c = new_leaf(x)
-        return _own(_bin(OP_ADD, self.slot, c))
+        return wrap(_bin(OP_ADD, self.slot, c))
 
     def __radd__(self, other):
         # micrograd: other + self is self + other
@@ -627,12 +606,12 @@ cdef class Value:
         cdef int32_t c
         if type(other) is Value:
             reserve(1)
-            return _own(_bin(OP_MUL, self.slot, (<Value>other).slot))
+            return wrap(_bin(OP_MUL, self.slot, (<Value>other).slot))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
         c = new_leaf(x)
-        return _own(_bin(OP_MUL, self.slot, c))
+        return wrap(_bin(OP_MUL, self.slot, c))
 
     def __rmul__(self, other):
         # micrograd: other * self is self * other
@@ -640,7 +619,7 @@ cdef class Value:
 
     def __neg__(self):
         reserve(2)
-        return _own(_neg(self.slot))
+        return wrap(_neg(self.slot))
 
     def __sub__(self, other):
         # micrograd: self + (-other)
@@ -649,12 +628,12 @@ cdef class Value:
         if type(other) is Value:
             reserve(3)
             c = _neg((<Value>other).slot)
-            return _own(_bin(OP_ADD, self.slot, c))
+            return wrap(_bin(OP_ADD, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
         c = new_leaf(-x)
-        return _own(_bin(OP_ADD, self.slot, c))
+        return wrap(_bin(OP_ADD, self.slot, c))
 
     def __rsub__(self, other):
         # micrograd: other + (-self), which Python turns into (-self) + other
@@ -665,7 +644,7 @@ cdef class Value:
         reserve(4)
         n = _neg(self.slot)
         c = new_leaf(x)
-        return _own(_bin(OP_ADD, n, c))
+        return wrap(_bin(OP_ADD, n, c))
 
     def __truediv__(self, other):
         # micrograd: self * other**-1
@@ -675,13 +654,13 @@ cdef class Value:
             _check_pow(A.val[(<Value>other).slot], -1.0)
             reserve(2)
             c = _pow_const((<Value>other).slot, -1.0, True)
-            return _own(_bin(OP_MUL, self.slot, c))
+            return wrap(_bin(OP_MUL, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
         _check_pow(x, -1.0)
         reserve(2)
         c = new_leaf(pow(x, -1.0))
-        return _own(_bin(OP_MUL, self.slot, c))
+        return wrap(_bin(OP_MUL, self.slot, c))
 
     def __rtruediv__(self, other):
         # micrograd: other * self**-1, which Python turns into self**-1 * other
@@ -693,7 +672,7 @@ cdef class Value:
         reserve(3)
         p = _pow_const(self.slot, -1.0, True)
         c = new_leaf(x)
-        return _own(_bin(OP_MUL, p, c))
+        return wrap(_bin(OP_MUL, p, c))
 
     def __pow__(self, other, modulo):
         cdef double y
@@ -702,12 +681,12 @@ cdef class Value:
         if type(other) is Value:
             _check_pow(A.val[self.slot], A.val[(<Value>other).slot])
             reserve(1)
-            return _own(_bin(OP_POW, self.slot, (<Value>other).slot))
+            return wrap(_bin(OP_POW, self.slot, (<Value>other).slot))
         if not _as_number(other, &y):
             return NotImplemented
         _check_pow(A.val[self.slot], y)
         reserve(1)
-        return _own(_pow_const(self.slot, y, _is_int(other)))
+        return wrap(_pow_const(self.slot, y, _is_int(other)))
 
     def __rpow__(self, other, modulo):
         # number ** Value: the number becomes a constant leaf
@@ -718,7 +697,7 @@ cdef class Value:
         _check_pow(x, A.val[self.slot])
         reserve(2)
         c = new_leaf(x)
-        return _own(_bin(OP_POW, c, self.slot))
+        return wrap(_bin(OP_POW, c, self.slot))
 
     # -- activations and the ops micrograd users add ----------------------------------------------
 
@@ -762,18 +741,15 @@ cdef class Value:
 cdef int _move_to_new_slot(Value v) except -1:
     """Give v's handle a fresh leaf slot at the top; the old slot lives on while parents use it."""
     reserve(1)
-    cdef int32_t t = new_leaf(0.0), s = v.slot
-    A.handle[s] = NULL
+    cdef int32_t t = new_leaf(0.0)
+    A.handle[v.slot] = NULL
     v.slot = t
-    A.rc[t] = 1
     A.handle[t] = <PyObject *>v
-    decref(s)
     return 0
 
 
 cdef void _make_leaf(int32_t s) noexcept:
     """Turn s back into a plain leaf (re-running __init__ on a Value)."""
-    cdef int32_t a = A.a[s], b = A.b[s]
     A.op[s] = OP_LEAF
     A.a[s] = -1
     A.b[s] = -1
@@ -782,14 +758,68 @@ cdef void _make_leaf(int32_t s) noexcept:
     if A.flags[s] & FLAG_OP_NAME:
         _op_names.pop(s, None)
     A.flags[s] &= ~(FLAG_OP_NAME | FLAG_INT_EXPONENT)
-    if a >= 0:
-        decref(a)
-    if b >= 0:
-        decref(b)
 
 
 # ---------------------------------------------------------------------------------------------
-# A Neuron's forward in one call
+# A Neuron's (and a Layer's) forward in one call
+#
+# Everything is validated before anything is built, so a bad input leaves the tape untouched;
+# then one reserve() covers every node, and Values' slots are read only after it.
+
+
+cdef int _check_weights(object ws, Py_ssize_t n) except -1:
+    cdef Py_ssize_t i
+    cdef object w
+    if PySequence_Fast_GET_SIZE(ws) != n:
+        raise ValueError(f"expected {PySequence_Fast_GET_SIZE(ws)} inputs (one per weight), got {n}")
+    for i in range(n):
+        w = <object>PySequence_Fast_GET_ITEM(ws, i)
+        if type(w) is not Value:
+            raise TypeError(f"weights must be Values, not {type(w).__name__}")
+    return 0
+
+
+cdef int _check_inputs(object xs, double *numbers) except -1:
+    """Type-check the inputs; numbers[i] receives the value of each input that is a number."""
+    cdef Py_ssize_t i
+    cdef object x
+    for i in range(PySequence_Fast_GET_SIZE(xs)):
+        x = <object>PySequence_Fast_GET_ITEM(xs, i)
+        if type(x) is not Value and not _as_number(x, &numbers[i]):
+            raise TypeError(f"inputs must be numbers or Values, not {type(x).__name__}")
+    return 0
+
+
+cdef int32_t _build_sum(object ws, object xs, const double *numbers, int32_t acc,
+                        bint relu) noexcept:
+    """micrograd's sum((wi*xi for ...), b), relu'd if asked; needs reserve(3 * n + 1)."""
+    cdef Py_ssize_t i
+    cdef int32_t xi, prod
+    cdef PyObject *x
+    for i in range(PySequence_Fast_GET_SIZE(ws)):
+        x = PySequence_Fast_GET_ITEM(xs, i)
+        if type(<object>x) is Value:
+            xi = (<Value>x).slot
+        else:
+            xi = new_leaf(numbers[i])  # a number: a constant leaf per use, as Value(xi) is
+        prod = _bin(OP_MUL, (<Value>PySequence_Fast_GET_ITEM(ws, i)).slot, xi)
+        acc = _bin(OP_ADD, acc, prod)
+    if relu:
+        acc = new_node(OP_RELU, acc, -1, _forward(OP_RELU, A.val[acc], 0.0, 0.0), 0.0)
+    return acc
+
+
+cdef class _Numbers:
+    """A scratch array of doubles that frees itself."""
+    cdef double *p
+
+    def __cinit__(self, Py_ssize_t n):
+        self.p = <double *>PyMem_Malloc(max(n, 1) * sizeof(double))
+        if self.p == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_Free(self.p)
 
 
 def linear_combination(weights, inputs, Value bias not None, bint relu=False):
@@ -800,38 +830,61 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     """
     cdef object ws = PySequence_Fast(weights, "weights must be a sequence of Values")
     cdef object xs = PySequence_Fast(inputs, "inputs must be a sequence of numbers or Values")
-    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(ws), i
-    if PySequence_Fast_GET_SIZE(xs) != n:
-        raise ValueError(f"expected {n} inputs (one per weight), got {PySequence_Fast_GET_SIZE(xs)}")
-    if n > (INT32_MAX - 2) // 3:
-        raise MemoryError("fastgrad: too many inputs for one linear combination")
-    # Validate everything before building anything, so a bad input leaves the tape untouched.
-    cdef object item
-    cdef double x
-    for i in range(n):
-        item = <object>PySequence_Fast_GET_ITEM(ws, i)
-        if type(item) is not Value:
-            raise TypeError(f"weights must be Values, not {type(item).__name__}")
-        item = <object>PySequence_Fast_GET_ITEM(xs, i)
-        if type(item) is not Value and not _as_number(item, &x):
-            raise TypeError(f"inputs must be numbers or Values, not {type(item).__name__}")
-    reserve(<int32_t>(3 * n + 1))
-    cdef int32_t acc = bias.slot, w, xi, prod
-    for i in range(n):
-        w = (<Value>PySequence_Fast_GET_ITEM(ws, i)).slot
-        item = <object>PySequence_Fast_GET_ITEM(xs, i)
-        if type(item) is Value:
-            xi = (<Value>item).slot
-        else:
-            _as_number(item, &x)
-            xi = new_leaf(x)
-        prod = _bin(OP_MUL, w, xi)
-        acc = _bin(OP_ADD, acc, prod)
-    if relu:
-        acc = new_node(OP_RELU, acc, -1, op_forward(OP_RELU, A.val[acc], 0.0, 0.0), 0.0)
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(xs)
+    _check_weights(ws, n)
+    cdef _Numbers numbers = _Numbers(n)
+    _check_inputs(xs, numbers.p)
     if n == 0 and not relu:
         return bias
-    return _own(acc)
+    reserve(_nodes_for(n))
+    return wrap(_build_sum(ws, xs, numbers.p, bias.slot, relu))
+
+
+cdef int32_t _nodes_for(Py_ssize_t n) except -1:
+    if n > (INT32_MAX - 2) // 3:
+        raise MemoryError("fastgrad: too many inputs for one linear combination")
+    return <int32_t>(3 * n + 1)
+
+
+def linear_layer(neurons, inputs, neuron_type=None):
+    """``[n(inputs) for n in neurons]`` for micrograd Neurons, in one call.
+
+    Each neuron provides ``w`` (a sequence of Values), ``b`` (a Value) and ``nonlin`` (relu or
+    not). The nodes are micrograd's, built neuron by neuron in micrograd's order. With
+    ``neuron_type``, returns NotImplemented unless every neuron is exactly of that type (so a
+    subclass with its own ``__call__`` is called the ordinary way).
+    """
+    cdef object ns = PySequence_Fast(neurons, "neurons must be a sequence")
+    cdef Py_ssize_t m = PySequence_Fast_GET_SIZE(ns), k
+    if neuron_type is not None:
+        for k in range(m):
+            if type(<object>PySequence_Fast_GET_ITEM(ns, k)) is not neuron_type:
+                return NotImplemented
+    cdef object xs = PySequence_Fast(inputs, "inputs must be a sequence of numbers or Values")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(xs)
+    cdef _Numbers numbers = _Numbers(n)
+    _check_inputs(xs, numbers.p)
+    cdef list plan = []
+    cdef long long total = 0
+    for k in range(m):
+        neuron = <object>PySequence_Fast_GET_ITEM(ns, k)
+        ws = PySequence_Fast(neuron.w, "a neuron's w must be a sequence of Values")
+        _check_weights(ws, n)
+        b = neuron.b
+        if type(b) is not Value:
+            raise TypeError(f"a neuron's b must be a Value, not {type(b).__name__}")
+        plan.append((ws, b, bool(neuron.nonlin)))
+        total += _nodes_for(n)
+    if total > INT32_MAX:
+        raise MemoryError("fastgrad: too many nodes for one layer")
+    reserve(<int32_t>total)
+    cdef list built = []  # output slots; -1 where the output is the bias itself
+    for ws, b, relu in plan:
+        if n == 0 and not relu:
+            built.append(-1)
+        else:
+            built.append(_build_sum(ws, xs, numbers.p, (<Value>b).slot, relu))
+    return [plan[k][1] if built[k] < 0 else wrap(built[k]) for k in range(m)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -914,7 +967,7 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
         A.flags[s] = flags[i] & FLAG_INT_EXPONENT
         slots[i] = s
     # Every node but the root is held by its parent; the root is held by the handle below.
-    root = _own(slots[n - 1])
+    root = wrap(slots[n - 1])
     for i, label in labels.items():
         s = slots[i]
         _labels[s] = label
@@ -931,11 +984,11 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
 
 
 def arena_stats():
-    """Slots in use, slots handed out (live or dead), capacity, and bytes per slot."""
-    cdef size_t per_slot = (2 * sizeof(uint8_t) + 3 * sizeof(int32_t) + 3 * sizeof(double)
-                            + sizeof(PyObject *) + 2 * sizeof(int32_t))
+    """Nodes alive now, slots handed out (alive or dead), capacity, and bytes per slot."""
+    cdef size_t per_slot = (2 * sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
+                            + sizeof(PyObject *) + sizeof(int32_t))
     return {
-        "live": A.live,
+        "live": _mark_alive(A.order) if A.size else 0,
         "size": A.size,
         "capacity": A.capacity,
         "bytes_per_slot": per_slot + 1 / 8,
@@ -944,4 +997,6 @@ def arena_stats():
 
 def _compact_now():
     """Compact the arena immediately (for tests: compaction otherwise runs when space is short)."""
-    _compact()
+    if A.size:
+        garbage = _compact()
+        del garbage

@@ -10,10 +10,10 @@ import os
 ENGINE = os.environ.get("FASTGRAD_ENGINE", "compiled").strip().lower() or "compiled"
 
 if ENGINE == "pure":
-    from fastgrad.pure import Value, linear_combination
+    from fastgrad.pure import Value, linear_combination, linear_layer
 elif ENGINE == "compiled":
     try:
-        from fastgrad._scalar import Value, linear_combination
+        from fastgrad._scalar import Value, linear_combination, linear_layer
     except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         raise ImportError(
             "fastgrad's compiled core (fastgrad._scalar) is not built or cannot be loaded: "
@@ -24,4 +24,4 @@ elif ENGINE == "compiled":
 else:
     raise ImportError(f"FASTGRAD_ENGINE must be 'compiled' or 'pure', not {ENGINE!r}")
 
-__all__ = ["Value", "linear_combination", "ENGINE"]
+__all__ = ["Value", "linear_combination", "linear_layer", "ENGINE"]

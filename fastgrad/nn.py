@@ -2,12 +2,13 @@
 
 Same constructors, parameter order, repr and random.uniform(-1, 1) call sequence as micrograd,
 so a script seeded with random.seed(...) gets the same parameters and the same losses. The only
-change is inside Neuron: its forward is one call into the core instead of 2n operator calls.
+change is inside the forward passes: a Neuron is one call into the core instead of 2n operator
+calls, and a Layer of plain Neurons is one call for all of them.
 """
 
 import random
 
-from fastgrad.engine import Value, linear_combination
+from fastgrad.engine import Value, linear_combination, linear_layer
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
@@ -31,7 +32,7 @@ class Neuron(Module):
 
     def __call__(self, x):
         # micrograd: sum((wi*xi for wi, xi in zip(self.w, x)), self.b), then relu if nonlin
-        return linear_combination(self.w, x, self.b, relu=self.nonlin)
+        return linear_combination(self.w, x, self.b, self.nonlin)
 
     def parameters(self):
         return self.w + [self.b]
@@ -46,7 +47,11 @@ class Layer(Module):
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x):
-        out = [n(x) for n in self.neurons]
+        # micrograd: [n(x) for n in self.neurons], built in one core call when every neuron is
+        # a plain Neuron (a subclass keeps its own __call__)
+        out = linear_layer(self.neurons, x, Neuron)
+        if out is NotImplemented:
+            out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
     def parameters(self):

@@ -11,7 +11,7 @@ import itertools
 import math
 import numbers
 
-__all__ = ["Value", "linear_combination"]
+__all__ = ["Value", "linear_combination", "linear_layer"]
 
 
 def _as_number(x):
@@ -270,3 +270,12 @@ def linear_combination(weights, inputs, bias, relu=False):
         raise ValueError(f"expected {len(weights)} inputs (one per weight), got {len(inputs)}")
     act = sum((wi * xi for wi, xi in zip(weights, inputs)), bias)
     return act.relu() if relu else act
+
+
+def linear_layer(neurons, inputs, neuron_type=None):
+    """[n(inputs) for n in neurons], each neuron a micrograd Neuron (w, b, nonlin)."""
+    neurons = list(neurons)
+    if neuron_type is not None and any(type(n) is not neuron_type for n in neurons):
+        return NotImplemented
+    inputs = list(inputs)
+    return [linear_combination(n.w, inputs, n.b, relu=n.nonlin) for n in neurons]

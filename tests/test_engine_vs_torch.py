@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from conftest import Value
 from test_engine_ops import OPS
-from test_engine_random_graphs import apply, build, finite, instruction, reference_errors
+from test_engine_random_graphs import BINARY, EXPONENTS, UNARY, WITH_NUMBER, apply, build, reference_errors
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: comparisons with it are skipped")
 
@@ -73,8 +73,20 @@ def test_op_matches_torch(name):
             assert close(v.grad, t.t.grad.item()), (name, point)
 
 
+# PyTorch divides where micrograd multiplies by a reciprocal, so compare on well-conditioned
+# inputs: no magnitudes where the two formulas' rounding dominates the result.
+moderate = st.floats(min_value=-3.0, max_value=3.0).filter(lambda x: abs(x) >= 1e-2)
+instruction = st.tuples(
+    st.sampled_from(UNARY + BINARY + WITH_NUMBER),
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=0, max_value=10**6),
+    moderate,
+    st.sampled_from(EXPONENTS),
+)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(leaves=st.lists(finite, min_size=1, max_size=4), program=st.lists(instruction, min_size=1, max_size=15))
+@given(leaves=st.lists(moderate, min_size=1, max_size=4), program=st.lists(instruction, min_size=1, max_size=15))
 def test_random_graphs_match_torch(leaves, program):
     assume(not reference_errors(leaves, program))
     vs, nodes, out = build(Value, leaves, program)
@@ -82,7 +94,7 @@ def test_random_graphs_match_torch(leaves, program):
     tnodes = list(tvs)
     for op, i, j, number, exponent in program:
         tnodes.append(apply(op, tnodes[i % len(tnodes)], tnodes[j % len(tnodes)], number, exponent))
-    assume(all(math.isfinite(n.data) for n in nodes))
+    assume(all(math.isfinite(n.data) and abs(n.data) < 1e6 for n in nodes))
     out.backward()
     tout = tnodes[-1].t
     if not tout.requires_grad:
