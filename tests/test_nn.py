@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastgrad.nn as nn
-from conftest import Value
+from conftest import COMPILED, Value
 from fastgrad import pure
 
 
@@ -169,3 +169,48 @@ def test_pure_engine_nn_gives_the_same_numbers():
     out.backward()
     ref_out.backward()
     assert [p.grad for p in model.parameters()] == [p.grad for p in ref_params]
+
+
+def test_layer_in_one_call_equals_neuron_by_neuron():
+    random.seed(4)
+    layer = nn.Layer(3, 4)
+    x = [Value(0.3), -1.2, np.float64(0.7)]
+    together = layer(x)
+    one_by_one = [n(x) for n in layer.neurons]
+    assert [v.data for v in together] == [v.data for v in one_by_one]
+    assert [v._op for v in together] == [v._op for v in one_by_one]
+    sum(together).backward()
+    grads = [p.grad for p in layer.parameters()] + [x[0].grad]
+    layer.zero_grad()
+    x[0].grad = 0.0
+    sum(one_by_one).backward()
+    assert grads == [p.grad for p in layer.parameters()] + [x[0].grad]
+
+
+def test_layer_keeps_a_neuron_subclass_own_call():
+    class TanhNeuron(nn.Neuron):
+        def __call__(self, x):
+            return super().__call__(x).tanh()
+
+    random.seed(5)
+    layer = nn.Layer(2, 3, nonlin=False)
+    layer.neurons[1] = TanhNeuron(2, nonlin=False)
+    out = layer([0.5, -0.5])
+    assert [v._op for v in out] == ["+", "tanh", "+"]
+
+
+def test_layer_checks_its_inputs():
+    random.seed(6)
+    layer = nn.Layer(2, 3)
+    with pytest.raises(ValueError, match="expected 2 inputs"):
+        layer([1.0])
+    with pytest.raises(TypeError):
+        layer([1.0, "x"])
+    if COMPILED:  # the reference engine, like micrograd, would take a number as bias
+        layer.neurons[0].b = 0.5
+        with pytest.raises(TypeError, match="b must be a Value"):
+            layer([1.0, 2.0])
+    # every neuron sees the whole input, even when it comes from a generator
+    random.seed(6)
+    layer = nn.Layer(2, 3)
+    assert [v.data for v in layer(x for x in (1.0, 2.0))] == [v.data for v in layer([1.0, 2.0])]
