@@ -8,6 +8,7 @@ cdef Arena A
 @cython.final
 cdef class Value:
     cdef int32_t slot
+    cdef object __weakref__
 
 # Building: call reserve(k) first, and read handles' slots only after it (reserving may
 # compact the arena, which moves slots); the next k new_node/new_leaf calls cannot fail.

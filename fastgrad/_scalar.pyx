@@ -24,7 +24,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
-from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.math cimport NAN, exp, floor, isfinite, isinf, log, pow, tanh
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
 from libc.stdlib cimport realloc
@@ -47,9 +47,16 @@ cdef extern from *:
     """
     int fg_highest_bit(unsigned long long x) noexcept nogil
 
+cdef extern from "Python.h":
+    # Python >= 3.10: switch the cyclic collector off and on, returning its previous state.
+    int PyGC_Disable()
+    int PyGC_Enable()
+
 cdef object _Real = numbers.Real
 
-# Side tables for the rare per-node Python objects, keyed by slot and flagged in A.flags.
+# Side tables for the rare per-node strings (labels, user-given op names), keyed by slot and
+# flagged in A.flags. Only exact str go in, so dropping an entry never runs user code and no
+# entry can refer back to a Value.
 cdef dict _labels = {}
 cdef dict _op_names = {}
 
@@ -71,18 +78,27 @@ cdef int _realloc_array(void **p, size_t item, size_t n) except -1:
     return 0
 
 
-cdef int _grow(long long at_least) except -1:
-    """Grow every array to hold at least `at_least` slots (doubling)."""
-    cdef long long cap = A.capacity if A.capacity > 0 else 1024
+# Arenas larger than this give memory back when a compaction finds them mostly dead.
+cdef long long _SHRINK_ABOVE = 1 << 16
+
+
+cdef int _resize(long long at_least) except -1:
+    """Resize every array to the smallest power-of-two capacity (from 1024) holding at_least."""
+    cdef long long cap = 1024
     while cap < at_least:
         cap *= 2
     if cap > INT32_MAX - 64:
         cap = INT32_MAX - 64
         if cap < at_least:
             raise MemoryError("fastgrad: more than 2**31 scalar nodes alive")
+    if cap == A.capacity:
+        return 0
     cdef size_t n = <size_t>cap
     cdef size_t old_words = (<size_t>A.capacity + 63) // 64, words = (n + 63) // 64
-    # Each array is valid at its old size until replaced, so a failure half way is harmless.
+    # Each array stays valid for min(old, new) slots until replaced, so a failure half way
+    # through is harmless as long as capacity is that minimum meanwhile.
+    if cap < A.capacity:
+        A.capacity = <int32_t>cap  # shrinking: everything in use already fits
     _realloc_array(<void **>&A.op, sizeof(uint8_t), n)
     _realloc_array(<void **>&A.flags, sizeof(uint8_t), n)
     _realloc_array(<void **>&A.a, sizeof(int32_t), n)
@@ -93,7 +109,8 @@ cdef int _grow(long long at_least) except -1:
     _realloc_array(<void **>&A.handle, sizeof(PyObject *), n)
     _realloc_array(<void **>&A.order, sizeof(int32_t), n)
     _realloc_array(<void **>&A.reach, sizeof(uint64_t), words)
-    memset(A.reach + old_words, 0, (words - old_words) * sizeof(uint64_t))
+    if words > old_words:
+        memset(A.reach + old_words, 0, (words - old_words) * sizeof(uint64_t))
     A.capacity = <int32_t>cap
     return 0
 
@@ -116,12 +133,19 @@ cdef int32_t _mark_alive(int32_t *alive) noexcept nogil:
     return count
 
 
-cdef list _compact():
-    """Slide the live nodes down over the dead ones, keeping their order; re-point handles.
+cdef void _compact():
+    """Slide the live nodes down over the dead ones, keeping their order; re-point handles."""
+    # While A.order is the forward map nothing may re-enter the arena: on Python < 3.12 any
+    # allocation can start the cyclic collector, whose finalizers could build Values.
+    cdef int was_enabled = PyGC_Disable()
+    try:
+        _slide_live_nodes()
+    finally:
+        if was_enabled:
+            PyGC_Enable()
 
-    Returns the side-table entries (labels) of the dead nodes, for the caller to drop once the
-    arena is consistent (dropping them may run arbitrary code).
-    """
+
+cdef void _slide_live_nodes():
     cdef int32_t *forward = A.order  # old slot -> new slot (-1: dead)
     cdef int32_t s, t = 0, c
     cdef bint side_entries = False
@@ -152,36 +176,36 @@ cdef list _compact():
     A.size = t
     for s in range(t, old_size):
         A.op[s] = OP_FREE
-    if not side_entries:
-        return None
-    return _rekey(_labels, forward) + _rekey(_op_names, forward)
+        A.handle[s] = NULL
+    if side_entries:
+        _rekey(_labels, forward)
+        _rekey(_op_names, forward)
 
 
-cdef list _rekey(dict table, int32_t *forward):
-    """Move the entries of live slots to their new slots; return the dead slots' values."""
-    cdef list dead = []
+cdef void _rekey(dict table, int32_t *forward):
+    """Move the entries of live slots to their new slots; drop the dead slots' entries."""
     cdef dict moved = {}
     for k, v in table.items():
         if forward[<int32_t>k] >= 0:
             moved[forward[<int32_t>k]] = v
-        else:
-            dead.append(v)
     table.clear()
     table.update(moved)
-    return dead
 
 
 cdef int reserve(int32_t k) except -1:
     """Make sure the next k slot allocations succeed without growing (may compact)."""
-    if <long long>A.size + k <= A.capacity:
+    cdef long long needed = <long long>A.size + k
+    if needed <= A.capacity:
         return 0
     if A.size > 0:
-        garbage = _compact()
-        if <long long>A.size + k > A.capacity // 2:  # keep compactions rare: room for as many again
-            _grow(2 * (<long long>A.size + k))
-        del garbage  # dead nodes' labels; may run arbitrary code, even build Values
+        _compact()
+        needed = <long long>A.size + k
+        if needed > A.capacity // 2:  # keep compactions rare: room for as many again
+            _resize(2 * needed)
+        elif A.capacity > _SHRINK_ABOVE and needed < A.capacity // 8:
+            _resize(max(2 * needed, <long long>_SHRINK_ABOVE))  # give back a big graph's memory
     if <long long>A.size + k > A.capacity:
-        _grow(<long long>A.size + k)
+        _resize(<long long>A.size + k)
     return 0
 
 
@@ -291,7 +315,7 @@ cdef inline double _sigmoid(double x) noexcept nogil:
 
 cdef int _check_pow(double x, double y) except -1:
     """Raise where Python's float ** would raise (or go complex): fastgrad is real-valued."""
-    if x == 0.0 and y < 0.0:
+    if x == 0.0 and y < 0.0 and not isinf(y):
         raise ZeroDivisionError("0.0 cannot be raised to a negative power")
     if x < 0.0 and isfinite(x) and isfinite(y) and y != floor(y):
         raise ValueError(
@@ -488,7 +512,7 @@ cdef class Value:
         A.handle[s] = <PyObject *>self
 
     def __init__(self, data, _children=(), _op='', label=''):
-        cdef int32_t s
+        cdef int32_t s, c0 = -1, c1 = -1
         cdef double v = _to_double(data)
         cdef tuple children = tuple(_children)
         if len(children) > 2:
@@ -497,23 +521,30 @@ cdef class Value:
         for c in children:
             if type(c) is not Value:
                 raise TypeError(f"_children must be Values, not {type(c).__name__}")
-        if not isinstance(_op, str):
-            raise TypeError(f"_op must be a str, not {type(_op).__name__}")
-        s = self.slot  # read after the conversions above, which may run Python code
-        _make_leaf(s)
-        if children and max([(<Value>c).slot for c in children]) > s:
-            _move_to_new_slot(self)  # re-initialised with younger children: keep the order
+            if c is self:
+                raise ValueError("a Value cannot be its own child")
+        cdef str op_name = _exact_str(_op, "_op")
+        cdef str label_text = _exact_str(label, "label")
+        # From here on no Python code runs, so slots stay where they are.
         s = self.slot
+        if children:
+            c0 = (<Value>children[0]).slot
+            if len(children) == 2:
+                c1 = (<Value>children[1]).slot
+            if c0 > s or c1 > s:
+                # Parents would have to sit below their children: creation order is the
+                # topological order the sweeps rely on.
+                raise ValueError("cannot re-initialise a Value with children created after it")
+        _make_leaf(s)
         A.val[s] = v
         if children:
             A.op[s] = OP_OPAQUE
-            A.a[s] = (<Value>children[0]).slot
-            if len(children) == 2:
-                A.b[s] = (<Value>children[1]).slot
-        if _op:
-            _op_names[s] = _op
+            A.a[s] = c0
+            A.b[s] = c1
+        if op_name:
+            _op_names[s] = op_name
             A.flags[s] |= FLAG_OP_NAME
-        self.label = label
+        _set_label(s, label_text)
 
     def __dealloc__(self):
         # The node may live on in its parents; the next compaction decides.
@@ -543,8 +574,8 @@ cdef class Value:
     @property
     def _prev(self):
         """The set of child Values (the same objects the caller holds, where alive)."""
+        cdef set children = set()  # allocated first: allocating may run the cyclic collector
         cdef int32_t s = self.slot
-        cdef set children = set()
         if A.a[s] >= 0:
             children.add(_handle_of(A.a[s]))
         if A.b[s] >= 0:
@@ -573,13 +604,7 @@ cdef class Value:
 
     @label.setter
     def label(self, value):
-        cdef int32_t s = self.slot
-        if isinstance(value, str) and not value:
-            _labels.pop(s, None)
-            A.flags[s] &= ~FLAG_LABEL
-        else:
-            _labels[s] = value
-            A.flags[s] |= FLAG_LABEL
+        _set_label(self.slot, _exact_str(value, "label"))
 
     def __repr__(self):
         return f"Value(data={A.val[self.slot]!r}, grad={A.grad[self.slot]!r})"
@@ -688,9 +713,10 @@ cdef class Value:
             return wrap(_bin(OP_POW, self.slot, (<Value>other).slot))
         if not _as_number(other, &y):
             return NotImplemented
+        cdef bint int_exponent = _is_int(other)  # may run Python code: before reserving
         _check_pow(A.val[self.slot], y)
         reserve(1)
-        return wrap(_pow_const(self.slot, y, _is_int(other)))
+        return wrap(_pow_const(self.slot, y, int_exponent))
 
     def __rpow__(self, other, modulo):
         # number ** Value: the number becomes a constant leaf
@@ -739,17 +765,41 @@ cdef class Value:
     # -- copying ----------------------------------------------------------------------------------
 
     def __reduce__(self):
+        # pickle and deepcopy: the whole graph below this Value, flattened (no recursion)
         return (_rebuild, _graph_state(self.slot))
 
+    def __copy__(self):
+        # as copy.copy of micrograd's Value: a new node with the same data, grad and children
+        cdef str label = self.label
+        reserve(1)
+        cdef int32_t s = self.slot
+        cdef int32_t t = new_node(A.op[s], A.a[s], A.b[s], A.val[s], A.aux[s])
+        A.grad[t] = A.grad[s]
+        A.flags[t] = A.flags[s] & FLAG_INT_EXPONENT
+        if A.flags[s] & FLAG_OP_NAME:
+            _op_names[t] = _op_names[s]
+            A.flags[t] |= FLAG_OP_NAME
+        copied = wrap(t)
+        _set_label((<Value>copied).slot, label)
+        return copied
 
-cdef int _move_to_new_slot(Value v) except -1:
-    """Give v's handle a fresh leaf slot at the top; the old slot lives on while parents use it."""
-    reserve(1)
-    cdef int32_t t = new_leaf(0.0)
-    A.handle[v.slot] = NULL
-    v.slot = t
-    A.handle[t] = <PyObject *>v
-    return 0
+
+cdef str _exact_str(object value, str what):
+    """value as an exact str (a str subclass is copied, so no user code is kept)."""
+    if type(value) is str:
+        return <str>value
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+cdef void _set_label(int32_t s, str text):
+    if text:
+        _labels[s] = text
+        A.flags[s] |= FLAG_LABEL
+    elif A.flags[s] & FLAG_LABEL:
+        del _labels[s]
+        A.flags[s] &= ~FLAG_LABEL
 
 
 cdef void _make_leaf(int32_t s) noexcept:
@@ -771,42 +821,39 @@ cdef void _make_leaf(int32_t s) noexcept:
 # then one reserve() covers every node, and Values' slots are read only after it.
 
 
-cdef int _check_weights(object ws, Py_ssize_t n) except -1:
-    cdef Py_ssize_t i
-    cdef object w
-    if PySequence_Fast_GET_SIZE(ws) != n:
-        raise ValueError(f"expected {PySequence_Fast_GET_SIZE(ws)} inputs (one per weight), got {n}")
-    for i in range(n):
-        w = <object>PySequence_Fast_GET_ITEM(ws, i)
+cdef int _check_weights(tuple ws, Py_ssize_t n) except -1:
+    if len(ws) != n:
+        raise ValueError(f"expected {len(ws)} inputs (one per weight), got {n}")
+    for w in ws:
         if type(w) is not Value:
             raise TypeError(f"weights must be Values, not {type(w).__name__}")
     return 0
 
 
-cdef int _check_inputs(object xs, double *numbers) except -1:
+cdef int _check_inputs(tuple xs, double *numbers) except -1:
     """Type-check the inputs; numbers[i] receives the value of each input that is a number."""
     cdef Py_ssize_t i
     cdef object x
-    for i in range(PySequence_Fast_GET_SIZE(xs)):
-        x = <object>PySequence_Fast_GET_ITEM(xs, i)
+    for i in range(len(xs)):
+        x = xs[i]
         if type(x) is not Value and not _as_number(x, &numbers[i]):
             raise TypeError(f"inputs must be numbers or Values, not {type(x).__name__}")
     return 0
 
 
-cdef int32_t _build_sum(object ws, object xs, const double *numbers, int32_t acc,
+cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
                         bint relu) noexcept:
     """micrograd's sum((wi*xi for ...), b), relu'd if asked; needs reserve(3 * n + 1)."""
     cdef Py_ssize_t i
     cdef int32_t xi, prod
     cdef PyObject *x
-    for i in range(PySequence_Fast_GET_SIZE(ws)):
-        x = PySequence_Fast_GET_ITEM(xs, i)
+    for i in range(len(ws)):
+        x = PyTuple_GET_ITEM(xs, i)
         if type(<object>x) is Value:
             xi = (<Value>x).slot
         else:
             xi = new_leaf(numbers[i])  # a number: a constant leaf per use, as Value(xi) is
-        prod = _bin(OP_MUL, (<Value>PySequence_Fast_GET_ITEM(ws, i)).slot, xi)
+        prod = _bin(OP_MUL, (<Value>PyTuple_GET_ITEM(ws, i)).slot, xi)
         acc = _bin(OP_ADD, acc, prod)
     if relu:
         acc = new_node(OP_RELU, acc, -1, _forward(OP_RELU, A.val[acc], 0.0, 0.0), 0.0)
@@ -826,15 +873,30 @@ cdef class _Numbers:
         PyMem_Free(self.p)
 
 
+cdef class _Slots:
+    """A scratch array of slot numbers that frees itself."""
+    cdef int32_t *p
+
+    def __cinit__(self, Py_ssize_t n):
+        self.p = <int32_t *>PyMem_Malloc(max(n, 1) * sizeof(int32_t))
+        if self.p == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_Free(self.p)
+
+
 def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     """bias + w0*x0 + w1*x1 + ... built as micrograd's Neuron builds it, optionally relu'd.
 
     Same nodes and summation order as ``sum((wi*xi for wi, xi in zip(w, x)), b)``; numbers
     among the inputs become constant leaves, as in micrograd.
     """
-    cdef object ws = PySequence_Fast(weights, "weights must be a sequence of Values")
-    cdef object xs = PySequence_Fast(inputs, "inputs must be a sequence of numbers or Values")
-    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(xs)
+    # Private, immutable copies: converting an input may run Python code, which must not be
+    # able to change what gets built.
+    cdef tuple ws = _as_tuple(weights, "weights must be a sequence of Values")
+    cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
+    cdef Py_ssize_t n = len(xs)
     _check_weights(ws, n)
     cdef _Numbers numbers = _Numbers(n)
     _check_inputs(xs, numbers.p)
@@ -842,6 +904,15 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
         return bias
     reserve(_nodes_for(n))
     return wrap(_build_sum(ws, xs, numbers.p, bias.slot, relu))
+
+
+cdef tuple _as_tuple(object seq, str message):
+    if type(seq) is tuple:
+        return <tuple>seq
+    try:
+        return tuple(seq)
+    except TypeError:
+        raise TypeError(f"{message}, not {type(seq).__name__}") from None
 
 
 cdef int32_t _nodes_for(Py_ssize_t n) except -1:
@@ -858,20 +929,20 @@ def linear_layer(neurons, inputs, neuron_type=None):
     ``neuron_type``, returns NotImplemented unless every neuron is exactly of that type (so a
     subclass with its own ``__call__`` is called the ordinary way).
     """
-    cdef object ns = PySequence_Fast(neurons, "neurons must be a sequence")
-    cdef Py_ssize_t m = PySequence_Fast_GET_SIZE(ns), k
+    cdef tuple ns = _as_tuple(neurons, "neurons must be a sequence")
+    cdef Py_ssize_t m = len(ns), k
     if neuron_type is not None:
-        for k in range(m):
-            if type(<object>PySequence_Fast_GET_ITEM(ns, k)) is not neuron_type:
+        for neuron in ns:
+            if type(neuron) is not neuron_type:
                 return NotImplemented
-    cdef object xs = PySequence_Fast(inputs, "inputs must be a sequence of numbers or Values")
-    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(xs)
+    # Private, immutable copies of everything (see linear_combination).
+    cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
+    cdef Py_ssize_t n = len(xs)
     cdef _Numbers numbers = _Numbers(n)
     _check_inputs(xs, numbers.p)
     cdef list plan = []
-    for k in range(m):
-        neuron = <object>PySequence_Fast_GET_ITEM(ns, k)
-        ws = PySequence_Fast(neuron.w, "a neuron's w must be a sequence of Values")
+    for neuron in ns:
+        ws = _as_tuple(neuron.w, "a neuron's w must be a sequence of Values")
         _check_weights(ws, n)
         b = neuron.b
         if type(b) is not Value:
@@ -895,6 +966,17 @@ def linear_layer(neurons, inputs, neuron_type=None):
 
 
 cdef tuple _graph_state(int32_t root):
+    # A.order holds the graph while Python objects are allocated: keep the collector (and any
+    # code its finalizers would run) out until the copy is done.
+    cdef int was_enabled = PyGC_Disable()
+    try:
+        return _copy_graph(root)
+    finally:
+        if was_enabled:
+            PyGC_Enable()
+
+
+cdef tuple _copy_graph(int32_t root):
     cdef int32_t n = topo_order(root), i, s
     cdef dict index = {}
     ops = bytearray(n)
@@ -906,7 +988,6 @@ cdef tuple _graph_state(int32_t root):
     auxs = [0.0] * n
     labels = {}
     op_names = {}
-    # A.order is overwritten by nothing below: no Python code here touches the arena.
     for i in range(n):
         s = A.order[i]
         index[s] = i
@@ -952,20 +1033,21 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
     if n > INT32_MAX - 64:
         raise MemoryError("fastgrad: graph too large")
     # Convert everything first: after reserve() no Python code may run (it could use the room).
-    cdef _Numbers children = _Numbers(2 * n), numbers = _Numbers(3 * n)
+    cdef _Slots children = _Slots(2 * n)
+    cdef _Numbers numbers = _Numbers(3 * n)
     used = bytearray(n)
     for i in range(n):
-        children.p[2 * i] = a[i]
-        children.p[2 * i + 1] = b[i]
+        for k, child in enumerate((a[i], b[i])):
+            if type(child) is not int or not (-1 <= child < i):
+                raise ValueError(f"corrupt fastgrad Value pickle: bad child of node {i}")
+            children.p[2 * i + k] = <int32_t>child
+            if child >= 0:
+                used[child] = 1
+        if not _valid_arity(ops[i], children.p[2 * i], children.p[2 * i + 1], i):
+            raise ValueError(f"corrupt fastgrad Value pickle: bad node {i}")
         numbers.p[3 * i] = vals[i]
         numbers.p[3 * i + 1] = grads[i]
         numbers.p[3 * i + 2] = auxs[i]
-        if not _valid_arity(ops[i], <long>children.p[2 * i], <long>children.p[2 * i + 1], i):
-            raise ValueError(f"corrupt fastgrad Value pickle: bad node {i}")
-        if a[i] >= 0:
-            used[a[i]] = 1
-        if b[i] >= 0:
-            used[b[i]] = 1
     if 0 in used[:n - 1]:
         raise ValueError("corrupt fastgrad Value pickle: a node outside the graph")
     for i in list(labels) + list(op_names):
@@ -976,8 +1058,8 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
     reserve(<int32_t>n)
     cdef int32_t first = A.size, ca, cb, s  # the nodes land in consecutive slots
     for i in range(n):
-        ca = first + <int32_t>children.p[2 * i] if children.p[2 * i] >= 0 else -1
-        cb = first + <int32_t>children.p[2 * i + 1] if children.p[2 * i + 1] >= 0 else -1
+        ca = first + children.p[2 * i] if children.p[2 * i] >= 0 else -1
+        cb = first + children.p[2 * i + 1] if children.p[2 * i + 1] >= 0 else -1
         s = new_node(op[i], ca, cb, numbers.p[3 * i], numbers.p[3 * i + 2])
         A.grad[s] = numbers.p[3 * i + 1]
         A.flags[s] = flag[i] & FLAG_INT_EXPONENT
@@ -1006,12 +1088,11 @@ def arena_stats():
         "live": _mark_alive(A.order) if A.size else 0,
         "size": A.size,
         "capacity": A.capacity,
-        "bytes_per_slot": per_slot + 1 / 8,
+        "bytes_per_slot": per_slot + 0.125,  # and one bit of the reach bitmap
     }
 
 
 def _compact_now():
     """Compact the arena immediately (for tests: compaction otherwise runs when space is short)."""
     if A.size:
-        garbage = _compact()
-        del garbage
+        _compact()

@@ -101,7 +101,9 @@ def test_random_graphs_match_torch(leaves, program):
         return
     tout.backward()
     grads = [t.t.grad.item() if t.t.grad is not None else 0.0 for t in tvs]
-    assume(all(math.isfinite(g) for g in grads))
+    # relu's rule is micrograd's `(out > 0) * grad`, so a NaN upstream stays NaN where PyTorch
+    # masks it to 0: compare only where both are finite
+    assume(all(math.isfinite(g) for g in grads + [v.grad for v in vs]))
     scale = max([abs(g) for g in grads] + [1.0])
     for n, t in zip(nodes, tnodes):
         assert math.isclose(n.data, t.data, rel_tol=1e-9, abs_tol=1e-12)
