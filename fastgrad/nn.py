@@ -72,3 +72,10 @@ class MLP(Module):
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+# Tensor layers (fastgrad.tensor_nn), importable from here like torch.nn. Imported at the end
+# because their Module base extends the scalar Module above.
+from fastgrad.tensor_nn import Linear, ReLU, Sequential, Sigmoid, Tanh, TensorMLP  # noqa: E402
+
+__all__ += ["Linear", "Sequential", "ReLU", "Tanh", "Sigmoid", "TensorMLP"]
