@@ -856,12 +856,12 @@ cdef int _accum(Tensor child, object contrib, bint fresh) except -1:
     """Add a contribution to child's gradient buffer. `fresh`: nobody else holds contrib."""
     if child is None:
         return 0
-    if type(contrib) is not _ndarray:
-        contrib = _np_asarray(contrib)
-        fresh = True
     cdef object cd = child._data
     if contrib.shape != cd.shape:
         contrib = _unbroadcast(contrib, cd.shape)
+        fresh = True
+    if type(contrib) is not _ndarray:       # numpy turns 0-d results into scalars
+        contrib = _np_asarray(contrib)
         fresh = True
     if contrib.dtype is not cd.dtype and contrib.dtype != cd.dtype:
         contrib = contrib.astype(cd.dtype)
