@@ -10,9 +10,20 @@ import numbers
 
 import numpy as np
 
+from fastgrad import _kernels
 from fastgrad._tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+
+
+def _fusable(param, grad, *state):
+    """True if the fused kernels can run: same float dtype, contiguous, writable."""
+    dt = param.dtype
+    if dt != np.float64 and dt != np.float32:
+        return False
+    if not (param.flags.c_contiguous and param.flags.writeable):
+        return False
+    return all(a.dtype == dt and a.flags.c_contiguous for a in (grad,) + state)
 
 
 class _ScalarBlock:
@@ -98,12 +109,25 @@ class SGD(Optimizer):
         self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
 
     def _update(self, state, param, grad):
+        buf = state.get("momentum_buffer")
+        first = buf is None
+        if self.momentum and first:
+            buf = state["momentum_buffer"] = np.empty_like(param)
+        if _fusable(param, grad, *(() if buf is None else (buf,))):
+            _kernels.sgd(param.reshape(-1), grad.reshape(-1),
+                         (buf if buf is not None else param).reshape(-1), self.lr,
+                         self.momentum, self.weight_decay, self.nesterov, first)
+            return
+        self._update_numpy(state, param, grad, first)
+
+    def _update_numpy(self, state, param, grad, first):
+        """The same rule with numpy calls (for arrays the fused kernel cannot take)."""
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         if self.momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = np.array(grad, copy=True)
+            buf = state["momentum_buffer"]
+            if first:
+                buf[...] = grad
             else:
                 buf *= self.momentum
                 buf += grad
@@ -130,12 +154,17 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = np.zeros_like(param)
         state["step"] += 1
         t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if _fusable(param, grad, m, v):
+            _kernels.adam(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                          self.lr, beta1, beta2, self.eps, self.weight_decay, self._decoupled, t)
+            return
+        # the same rule with numpy calls (for arrays the fused kernel cannot take)
         if self.weight_decay:
             if self._decoupled:
                 param *= 1.0 - self.lr * self.weight_decay
             else:
                 grad = grad + self.weight_decay * param
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         m += (1.0 - beta1) * (grad - m)            # torch: exp_avg.lerp_(grad, 1 - beta1)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)

@@ -146,3 +146,21 @@ def test_argument_errors():
         optim.Adam([p], betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="nesterov"):
         optim.SGD([p], lr=0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("name,kwargs", CONFIGS, ids=str)
+def test_fused_kernel_and_numpy_fallback_agree(name, kwargs):
+    # C-contiguous parameters take the compiled kernel; a transposed view takes numpy's path
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((4, 3))
+    fast = Tensor(w0, requires_grad=True)
+    slow = Tensor(w0.T, requires_grad=True)
+    slow.data = np.asfortranarray(w0).T.T.copy(order="F")     # same values, not C-contiguous
+    assert not slow.data.flags.c_contiguous
+    opts = [getattr(optim, name)([p], **kwargs) for p in (fast, slow)]
+    for _ in range(5):
+        for p, opt in zip((fast, slow), opts):
+            opt.zero_grad()
+            (p * p * p).sum().backward()
+            opt.step()
+    np.testing.assert_array_equal(fast.data, slow.data)
