@@ -21,6 +21,7 @@
 # (allocated by the sweep itself). A non-leaf's buffer is dropped as soon as its contributions
 # are pushed to its children; leaves keep theirs in `.grad` and accumulate over calls.
 cimport cython
+from cython cimport floating
 from libc.stdint cimport uint8_t, uint32_t
 
 import numbers
@@ -711,6 +712,8 @@ cdef class Tensor:
 
     def sum(self, axis=None, keepdims=False):
         x = self._data
+        if axis is None:        # the common case, without numpy's tuple-axis machinery
+            return _unary(self, OP_SUM, x.sum(keepdims=keepdims), (1,) * x.ndim)
         axes = _norm_axes(axis, x.ndim, 'sum')
         return _unary(self, OP_SUM, x.sum(axis=axes, keepdims=keepdims),
                       _kept_shape(x.shape, axes))
@@ -723,7 +726,8 @@ cdef class Tensor:
             count *= x.shape[ax]
         if count == 0:
             raise ValueError(f"mean of an empty selection (shape {x.shape}, axis {axis})")
-        return _unary(self, OP_MEAN, x.sum(axis=axes, keepdims=keepdims) / count,
+        out = x.sum(keepdims=keepdims) if axis is None else x.sum(axis=axes, keepdims=keepdims)
+        return _unary(self, OP_MEAN, out / count,
                       (_kept_shape(x.shape, axes), count))
 
     def max(self, axis=None, keepdims=False):
@@ -1010,7 +1014,7 @@ cdef int _backward_node(Tensor n, object g) except -1:
             if kid is not None:
                 _accum(<Tensor>kid, g[lead + (i,)], False)
     elif op == OP_RELU:
-        _accum(n.a, g * (out > 0), True)
+        _accum(n.a, _relu_grad(g, out), True)
     elif op == OP_TANH:
         _accum(n.a, g * (1.0 - out * out), True)
     elif op == OP_EXP:
@@ -1049,6 +1053,26 @@ cdef int _backward_node(Tensor n, object g) except -1:
     else:  # pragma: no cover - every recorded op code has a case above
         raise RuntimeError(f"fastgrad: no backward rule for op {op}")
     return 0
+
+
+cdef object _relu_grad(object g, object out):
+    """g * (out > 0) in one pass when both are contiguous arrays of one dtype."""
+    if (type(g) is _ndarray and g.dtype is out.dtype and g.shape == out.shape
+            and g.flags.c_contiguous and out.flags.c_contiguous):
+        r = np.empty_like(out)
+        if out.dtype is _F64:
+            _relu_grad_loop[double](g.reshape(-1), out.reshape(-1), r.reshape(-1))
+            return r
+        if out.dtype is _F32:
+            _relu_grad_loop[float](g.reshape(-1), out.reshape(-1), r.reshape(-1))
+            return r
+    return g * (out > 0)
+
+
+cdef void _relu_grad_loop(floating[::1] g, floating[::1] out, floating[::1] r) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        r[i] = g[i] if out[i] > 0 else 0
 
 
 cdef int _linear_grads(Tensor n, object g) except -1:
