@@ -596,6 +596,12 @@ cdef class Tensor:
     def numpy(self):
         return self._data
 
+    def __array__(self, dtype=None, copy=None):
+        # np.asarray(tensor) gives its values (history is not carried into numpy)
+        if dtype is not None and dtype != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only a one-element tensor converts to a Python number, "

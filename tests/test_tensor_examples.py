@@ -8,6 +8,8 @@ import sys
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES),
+                                reason="examples/ not found (tests run outside the source tree)")
 
 
 def run(script, *args, cwd):
