@@ -163,6 +163,19 @@ cdef object _as_float_array(object data, object dtype, bint copy):
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
+# Reductions straight through the ufuncs (what ndarray.sum/max call, minus a Python wrapper).
+cdef object _np_add_reduce = np.add.reduce
+cdef object _np_max_reduce = np.maximum.reduce
+
+
+cdef inline object _sum(object x, object axis, object keepdims):
+    return _np_add_reduce(x, axis, None, None, keepdims)
+
+
+cdef inline object _amax(object x, object axis, object keepdims):
+    return _np_max_reduce(x, axis, None, None, keepdims)
+
+
 cdef inline object _wrap(object out):
     """numpy returns scalars for 0-d results; a tensor always holds an ndarray."""
     if type(out) is _ndarray:
@@ -297,7 +310,7 @@ cdef Tensor _unary(Tensor x, uint8_t op, object out, object aux):
     return t
 
 
-cdef object _check_operand_dtype(object v, str what):
+cdef object _require_tensor(object v, str what):
     if isinstance(v, Tensor):
         return v
     raise TypeError(f"{what}: expected a fastgrad.Tensor, got {type(v).__name__}")
@@ -376,8 +389,8 @@ cdef object _join(object tensors, object axis, bint new_axis):
 
 def linear(x, weight, bias=None):
     """x @ weight.T + bias as one tape node (torch.nn.functional.linear)."""
-    cdef Tensor tx = _check_operand_dtype(x, 'linear')
-    cdef Tensor tw = _check_operand_dtype(weight, 'linear')
+    cdef Tensor tx = _require_tensor(x, 'linear')
+    cdef Tensor tw = _require_tensor(weight, 'linear')
     cdef Tensor tb = None
     xv = tx._data
     wv = tw._data
@@ -389,7 +402,7 @@ def linear(x, weight, bias=None):
     # and gives the same numbers (each entry is a single product).
     out = xv * wv[:, 0] if wv.shape[1] == 1 else xv @ wv.T
     if bias is not None:
-        tb = _check_operand_dtype(bias, 'linear')
+        tb = _require_tensor(bias, 'linear')
         if tb._data.shape != (wv.shape[0],):
             raise ValueError(f"linear: bias of shape {tb._data.shape} does not fit weight of "
                              f"shape {wv.shape}")
@@ -416,7 +429,7 @@ def mse_loss(input, target):
                          f"differ")
     d = _np_asarray(iv - tv)
     n = d.size
-    out = _np_asarray((d * d).sum() / n if n else np.nan)
+    out = _np_asarray(_sum(d * d, None, False) / n if n else np.nan)
     if out.dtype != d.dtype:
         out = out.astype(d.dtype)
     cdef Tensor t = _new(out)
@@ -430,7 +443,7 @@ def mse_loss(input, target):
 def cross_entropy(logits, targets):
     """Mean negative log-likelihood of integer class targets under softmax(logits) (N, C);
     computed from shifted logits, so it is finite for logits in the thousands."""
-    cdef Tensor x = _check_operand_dtype(logits, 'cross_entropy')
+    cdef Tensor x = _require_tensor(logits, 'cross_entropy')
     xv = x._data
     if isinstance(targets, Tensor):
         tv = (<Tensor>targets)._data
@@ -447,10 +460,10 @@ def cross_entropy(logits, targets):
     if n and (tv.min() < 0 or tv.max() >= c):
         raise ValueError(f"cross_entropy: targets must lie in [0, {c}), got values in "
                          f"[{tv.min()}, {tv.max()}]")
-    z = xv - xv.max(axis=1, keepdims=True)
-    lse = _np_log(_np_exp(z).sum(axis=1))
+    z = xv - _amax(xv, 1, True)
+    lse = _np_log(_sum(_np_exp(z), 1, False))
     rows = _np_arange(n)
-    out = _np_asarray((lse - z[rows, tv]).sum() / n)
+    out = _np_asarray(_sum(lse - z[rows, tv], None, False) / n)
     cdef Tensor t = _new(out.astype(xv.dtype, copy=False))
     if _grad_enabled and x._requires_grad:
         _record(t, OP_CROSS_ENTROPY, x, None, z, tv, lse)
@@ -473,7 +486,7 @@ def binary_cross_entropy(input, target):
         lp = _np_maximum(_np_log(pv), -100.0)
         lq = _np_maximum(_np_log(1.0 - pv), -100.0)
     n = pv.size
-    out = _np_asarray(-(tv * lp + (1.0 - tv) * lq).sum() / n)
+    out = _np_asarray(-_sum(tv * lp + (1.0 - tv) * lq, None, False) / n)
     cdef Tensor t = _new(out.astype(pv.dtype, copy=False))
     cdef Tensor a = _grad_child(input)
     cdef Tensor b = _grad_child(target)
@@ -704,14 +717,14 @@ cdef class Tensor:
     def softmax(self, axis=-1):
         ax = _norm_axes(axis, self._data.ndim, 'softmax')
         x = self._data
-        e = _np_exp(x - x.max(axis=ax, keepdims=True))
-        return _unary(self, OP_SOFTMAX, e / e.sum(axis=ax, keepdims=True), ax)
+        e = _np_exp(x - _amax(x, ax, True))
+        return _unary(self, OP_SOFTMAX, e / _sum(e, ax, True), ax)
 
     def log_softmax(self, axis=-1):
         ax = _norm_axes(axis, self._data.ndim, 'log_softmax')
         x = self._data
-        z = x - x.max(axis=ax, keepdims=True)
-        return _unary(self, OP_LOG_SOFTMAX, z - _np_log(_np_exp(z).sum(axis=ax, keepdims=True)),
+        z = x - _amax(x, ax, True)
+        return _unary(self, OP_LOG_SOFTMAX, z - _np_log(_sum(_np_exp(z), ax, True)),
                       ax)
 
     # --- reductions ----------------------------------------------------------------------
@@ -719,9 +732,9 @@ cdef class Tensor:
     def sum(self, axis=None, keepdims=False):
         x = self._data
         if axis is None:        # the common case, without numpy's tuple-axis machinery
-            return _unary(self, OP_SUM, x.sum(keepdims=keepdims), (1,) * x.ndim)
+            return _unary(self, OP_SUM, _sum(x, None, keepdims), (1,) * x.ndim)
         axes = _norm_axes(axis, x.ndim, 'sum')
-        return _unary(self, OP_SUM, x.sum(axis=axes, keepdims=keepdims),
+        return _unary(self, OP_SUM, _sum(x, axes, keepdims),
                       _kept_shape(x.shape, axes))
 
     def mean(self, axis=None, keepdims=False):
@@ -732,7 +745,7 @@ cdef class Tensor:
             count *= x.shape[ax]
         if count == 0:
             raise ValueError(f"mean of an empty selection (shape {x.shape}, axis {axis})")
-        out = x.sum(keepdims=keepdims) if axis is None else x.sum(axis=axes, keepdims=keepdims)
+        out = _sum(x, None if axis is None else axes, keepdims)
         return _unary(self, OP_MEAN, out / count,
                       (_kept_shape(x.shape, axes), count))
 
@@ -742,7 +755,7 @@ cdef class Tensor:
         axes = _norm_axes(axis, x.ndim, 'max')
         if x.size == 0:
             raise ValueError(f"max of an empty tensor (shape {x.shape})")
-        return _unary(self, OP_MAX, x.max(axis=axes, keepdims=keepdims),
+        return _unary(self, OP_MAX, _amax(x, axes, keepdims),
                       (_kept_shape(x.shape, axes), axes))
 
     # --- shape ops -----------------------------------------------------------------------
@@ -861,7 +874,7 @@ cdef object _unbroadcast(object g, tuple shape):
     for i in range(len(shape)):
         if shape[i] == 1 and gs[lead + i] != 1:
             axes.append(lead + i)
-    return g.sum(axis=tuple(axes)).reshape(shape)
+    return _sum(g, tuple(axes), False).reshape(shape)
 
 
 cdef int _accum(Tensor child, object contrib, bint fresh) except -1:
@@ -1031,9 +1044,9 @@ cdef int _backward_node(Tensor n, object g) except -1:
         _accum(n.a, g * out * (1.0 - out), True)
     elif op == OP_SOFTMAX:
         go = g * out
-        _accum(n.a, go - out * go.sum(axis=n.aux, keepdims=True), True)
+        _accum(n.a, go - out * _sum(go, n.aux, True), True)
     elif op == OP_LOG_SOFTMAX:
-        _accum(n.a, g - _np_exp(out) * g.sum(axis=n.aux, keepdims=True), True)
+        _accum(n.a, g - _np_exp(out) * _sum(g, n.aux, True), True)
     elif op == OP_LINEAR:
         _linear_grads(n, g)
     elif op == OP_MSE:
@@ -1096,5 +1109,5 @@ cdef int _linear_grads(Tensor n, object g) except -1:
         if n.b is not None:
             _accum(n.b, g2.T @ x2, True)
         if n.c is not None:
-            _accum(n.c, g2.sum(axis=0), True)
+            _accum(n.c, _sum(g2, 0, False), True)
     return 0
