@@ -16,16 +16,6 @@ from fastgrad._tensor import Tensor
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
-def _fusable(param, grad, *state):
-    """True if the fused kernels can run: same float dtype, contiguous, writable."""
-    dt = param.dtype
-    if dt != np.float64 and dt != np.float32:
-        return False
-    if not (param.flags.c_contiguous and param.flags.writeable):
-        return False
-    return all(a.dtype == dt and a.flags.c_contiguous for a in (grad,) + state)
-
-
 class _ScalarBlock:
     """All scalar (Value) parameters of an optimizer, viewed as one float64 vector."""
 
@@ -43,7 +33,9 @@ class _ScalarBlock:
 
 
 class Optimizer:
-    """Base class: holds the parameters and per-parameter state; subclasses define _update."""
+    """Base class: holds the parameters and per-parameter state (a dict each); subclasses
+    define the update twice: `_update_all` (compiled kernel, all parameters in one call) and
+    `_update_numpy` (the same rule for the arrays the kernel cannot take)."""
 
     def __init__(self, params, **hyper):
         if isinstance(params, Tensor):
@@ -85,17 +77,32 @@ class Optimizer:
                 p.grad = 0.0
 
     def step(self):
-        for i, p in enumerate(self._tensors):
+        """One update of every parameter that has a gradient."""
+        params, grads, states = [], [], []
+        for p, state in zip(self._tensors, self.state):
             g = p.grad
             if g is not None:
-                self._update(self.state[i], p.data, g)
+                params.append(p.data)
+                grads.append(g)
+                states.append(state)
         if self._scalars is not None:
             data, grad = self._scalars.arrays()
-            self._update(self.state[-1], data, grad)
+            params.append(data)
+            grads.append(grad)
+            states.append(self.state[-1])
+        if params:
+            for i in self._update_all(params, grads, states):
+                self._update_numpy(states[i], params[i], grads[i])
+        if self._scalars is not None:
             self._scalars.write(data)
 
-    def _update(self, state, param, grad):  # pragma: no cover - abstract
-        """Update the array `param` in place from `grad`, keeping state in `state`."""
+    def _update_all(self, params, grads, states):  # pragma: no cover - abstract
+        """Update every array params[i] in place with the compiled kernel, keeping per-parameter
+        state in states[i]; return the indices the kernel could not take."""
+        raise NotImplementedError
+
+    def _update_numpy(self, state, param, grad):  # pragma: no cover - abstract
+        """The same rule with numpy calls (non-contiguous or mixed-dtype arrays)."""
         raise NotImplementedError
 
 
@@ -108,25 +115,24 @@ class SGD(Optimizer):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
 
-    def _update(self, state, param, grad):
-        buf = state.get("momentum_buffer")
-        first = buf is None
-        if self.momentum and first:
-            buf = state["momentum_buffer"] = np.empty_like(param)
-        if _fusable(param, grad, *(() if buf is None else (buf,))):
-            _kernels.sgd(param.reshape(-1), grad.reshape(-1),
-                         (buf if buf is not None else param).reshape(-1), self.lr,
-                         self.momentum, self.weight_decay, self.nesterov, first)
-            return
-        self._update_numpy(state, param, grad, first)
+    def _update_all(self, params, grads, states):
+        firsts = []
+        for state, param in zip(states, params):
+            first = "momentum_buffer" not in state
+            if first and self.momentum:
+                state["momentum_buffer"] = np.empty_like(param)
+            firsts.append(first)
+            state["first"] = first
+        bufs = [state.get("momentum_buffer") for state in states]
+        return _kernels.sgd_step(params, grads, bufs, firsts, self.lr, self.momentum,
+                                 self.weight_decay, self.nesterov)
 
-    def _update_numpy(self, state, param, grad, first):
-        """The same rule with numpy calls (for arrays the fused kernel cannot take)."""
+    def _update_numpy(self, state, param, grad):
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         if self.momentum:
             buf = state["momentum_buffer"]
-            if first:
+            if state["first"]:
                 buf[...] = grad
             else:
                 buf *= self.momentum
@@ -146,20 +152,24 @@ class Adam(Optimizer):
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
 
-    def _update(self, state, param, grad):
+    def _update_all(self, params, grads, states):
+        steps = []
+        for state, param in zip(states, params):
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = np.zeros_like(param)
+                state["exp_avg_sq"] = np.zeros_like(param)
+            state["step"] += 1
+            steps.append(state["step"])
+        return _kernels.adam_step(params, grads, [st["exp_avg"] for st in states],
+                                  [st["exp_avg_sq"] for st in states], steps, self.lr,
+                                  self.betas[0], self.betas[1], self.eps, self.weight_decay,
+                                  self._decoupled)
+
+    def _update_numpy(self, state, param, grad):
         beta1, beta2 = self.betas
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(param)
-            state["exp_avg_sq"] = np.zeros_like(param)
-        state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if _fusable(param, grad, m, v):
-            _kernels.adam(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                          self.lr, beta1, beta2, self.eps, self.weight_decay, self._decoupled, t)
-            return
-        # the same rule with numpy calls (for arrays the fused kernel cannot take)
         if self.weight_decay:
             if self._decoupled:
                 param *= 1.0 - self.lr * self.weight_decay

@@ -164,3 +164,11 @@ def test_fused_kernel_and_numpy_fallback_agree(name, kwargs):
             (p * p * p).sum().backward()
             opt.step()
     np.testing.assert_array_equal(fast.data, slow.data)
+
+
+def test_read_only_parameter_data_raises_instead_of_silently_skipping():
+    p = Tensor([1.0, 2.0], requires_grad=True)
+    (p * p).sum().backward()
+    p.data = np.broadcast_to(np.array([1.0, 2.0]), (2,))       # a read-only view
+    with pytest.raises(ValueError, match="read-only"):
+        optim.SGD([p], lr=0.1).step()
