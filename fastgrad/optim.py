@@ -10,8 +10,14 @@ import numbers
 
 import numpy as np
 
-from fastgrad import _kernels
-from fastgrad._tensor import Tensor
+from fastgrad.tensor import Tensor
+
+try:
+    from fastgrad import _kernels
+except ImportError as exc:  # pragma: no cover - only without a complete build
+    raise ImportError(f"fastgrad's compiled optimizer kernels (fastgrad._kernels) are not built "
+                      f"or cannot be loaded: {exc}. Build them with `pip install .` (or "
+                      "`python setup.py build_ext --inplace` in a checkout).") from exc
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 

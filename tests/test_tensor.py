@@ -295,3 +295,13 @@ def test_two_broadcast_contributions_to_a_0d_leaf_both_count():
     ((x * y + x) / (2.0 + y.tanh())).backward(np.ones(1))
     assert isinstance(y.grad, np.ndarray)
     np.testing.assert_allclose(y.grad, 0.25)
+
+
+def test_missing_tensor_extension_fails_with_build_instructions():
+    import subprocess
+    import sys
+    code = "import sys; sys.modules['fastgrad._tensor'] = None; import fastgrad"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "fastgrad's compiled tensor core" in proc.stderr and "pip install ." in proc.stderr
