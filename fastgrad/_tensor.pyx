@@ -406,7 +406,10 @@ def linear(x, weight, bias=None):
         if tb._data.shape != (wv.shape[0],):
             raise ValueError(f"linear: bias of shape {tb._data.shape} does not fit weight of "
                              f"shape {wv.shape}")
-        out += tb._data
+        if out.dtype == tb._data.dtype:
+            out += tb._data             # in place: out is a fresh array
+        else:
+            out = out + tb._data        # mixed float32/float64 promotes like numpy
     cdef Tensor t = _new(out)
     cdef Tensor ca = _grad_child(tx)
     cdef Tensor cb = _grad_child(tw)

@@ -84,3 +84,15 @@ def test_functional_rejects_non_tensors():
         F.linear(np.ones((2, 3)), Tensor(np.ones((4, 3))))
     with pytest.raises(ValueError, match=r"\(5,\).*\(4, 3\)"):
         F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones(5)))
+
+
+def test_linear_with_mixed_dtypes_promotes_and_casts_grads_back():
+    x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    w = Tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    b = Tensor(np.ones(4), requires_grad=True)                      # float64
+    out = F.linear(x, w, b)
+    assert out.dtype == np.float64
+    out.sum().backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    assert b.grad.dtype == np.float64
+    np.testing.assert_array_equal(w.grad, np.full((4, 3), 2.0))
