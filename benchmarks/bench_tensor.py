@@ -163,7 +163,8 @@ def bench_training(args):
     for cname, cfg in CONFIGS.items():
         for dtype in args.dtypes:
             rng = np.random.default_rng(0)
-            weights = [(w.astype(dtype), b.astype(dtype)) for w, b in make_weights(cfg["sizes"], rng)]
+            weights = [(w.astype(dtype), b.astype(dtype))
+                       for w, b in make_weights(cfg["sizes"], rng)]
             x, y, batches = make_data(cfg, rng)
             x = x.astype(dtype)
             if cfg["loss"] == "mse":

@@ -58,7 +58,8 @@ def main():
         if step % 1000 == 0:
             print(f"step {step:5d}  loss {loss.item():.4f}")
     elapsed = time.perf_counter() - start
-    print(f"{args.steps} steps in {elapsed:.2f} s ({elapsed / max(args.steps, 1) * 1e6:.0f} µs/step)")
+    per_step = elapsed / max(args.steps, 1) * 1e6
+    print(f"{args.steps} steps in {elapsed:.2f} s ({per_step:.0f} µs/step)")
 
     with no_grad():
         train_loss = F.mse_loss(model(Tensor(x)), Tensor(y)).item()

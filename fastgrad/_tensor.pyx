@@ -966,7 +966,6 @@ cdef object _matmul_grads(Tensor n, object g):
 cdef int _backward_node(Tensor n, object g) except -1:
     """Push n's gradient g to its children: one case per op code."""
     cdef uint8_t op = n.op
-    cdef Tensor k
     out = n._data
     if op == OP_ADD:
         _accum(n.a, g, False)

@@ -119,7 +119,8 @@ class SGD(Optimizer):
         if nesterov and momentum <= 0:
             raise ValueError("nesterov momentum requires a positive momentum")
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.nesterov = nesterov
 
     def _update_all(self, params, grads, states):
         firsts = []
