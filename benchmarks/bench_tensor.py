@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tensor.py            # full run (about two minutes)
     python benchmarks/bench_tensor.py --quick    # fewer steps
+    python benchmarks/bench_tensor.py --threads 1   # single-threaded BLAS in numpy and torch
 
 Two models, both started from the same weights in every framework:
   * seed 003's regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
@@ -17,7 +18,23 @@ import platform
 import sys
 import time
 
-import numpy as np
+
+def _threads_from_argv():
+    """--threads N must act before numpy loads its BLAS, so it is read before the imports."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+THREADS = _threads_from_argv()
+if THREADS is not None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = THREADS
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +44,8 @@ from numpy_tape import NAdam, NLinear, NTensor, sgd_step  # noqa: E402
 
 try:
     import torch
+    if THREADS is not None:
+        torch.set_num_threads(int(THREADS))
 except ImportError:  # the table then has no PyTorch column
     torch = None
 
@@ -280,12 +299,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
     parser.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads for numpy and torch (default: libraries' own)")
     args = parser.parse_args()
     args.scale, args.repeats, args.op_number = (0.3, 3, 5000) if args.quick else (1.0, 5, 20000)
     args.dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print(f"fastgrad {fastgrad.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
              else ", torch not installed")
+          + f"; BLAS threads: {THREADS or 'default'}"
           + f"; Python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     bench_training(args)

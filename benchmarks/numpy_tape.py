@@ -32,8 +32,8 @@ def unbroadcast(g, shape):
 
 class NTensor:
     def __init__(self, value, parents=(), back=None):
-        self.value = np.asarray(value, dtype=float) if not isinstance(value, np.ndarray) \
-            else value
+        value = np.asarray(value)           # numpy scalars (a loss) keep their float dtype
+        self.value = value if value.dtype.kind == "f" else value.astype(float)
         self.parents = parents
         self.back = back
         self.order = next(_counter)
