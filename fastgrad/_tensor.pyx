@@ -11,9 +11,12 @@
 # slot. With one object per node, CPython's reference count *is* the slot refcount: a node is
 # referenced by its user handles and by the parents that use it as a child, edges only point
 # from a parent to older children, so the graph is acyclic and is freed exactly when the last
-# handle to it dies (no cycle collector needed, memory flat over any number of training steps).
-# Dropping a very deep chain is safe because the class uses CPython's "trashcan", which turns
-# the nested deallocation into a loop.
+# handle to it dies (memory flat over any number of training steps). Nothing a node holds can
+# lead back to it (values and saved operands are float arrays, parameters are tuples of ints,
+# slices and index arrays), so the type opts out of the cycle collector, whose scans of every
+# step's temporaries otherwise cost ~10% of a small training step.
+# Dropping a very deep chain must not recurse in C: `__dealloc__` hands children that would
+# die with their parent to a pending list, drained by a loop in the outermost deallocation.
 #
 # The sweep (`_sweep`) is iterative: a DFS with an explicit stack gives a topological order
 # (epoch marks, nothing cleared between calls), then one reverse loop switches on the op code
@@ -21,6 +24,7 @@
 # (allocated by the sweep itself). A non-leaf's buffer is dropped as soon as its contributions
 # are pushed to its children; leaves keep theirs in `.grad` and accumulate over calls.
 cimport cython
+from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 
 import numbers
@@ -84,6 +88,21 @@ cdef tuple _OP_NAMES = (
 
 cdef bint _grad_enabled = True
 cdef uint32_t _epoch = 0
+
+# Deallocation without recursion (see Tensor.__dealloc__).
+cdef list _pending = []
+cdef bint _draining = False
+
+
+cdef extern from "Python.h":
+    # Py_REFCNT on a borrowed pointer (cpython.ref's version takes an object, and passing one
+    # may add a temporary reference that hides the answer)
+    Py_ssize_t _refcnt "Py_REFCNT" (PyObject *o) noexcept
+
+
+cdef inline bint _sole_owner(PyObject *field) noexcept:
+    """True if the reference held in this field is the object's only one."""
+    return field != NULL and field != <PyObject *>None and _refcnt(field) == 1
 
 
 def is_grad_enabled():
@@ -335,13 +354,20 @@ cdef bint _is_basic_key(object key):
     return key is None or key is Ellipsis or isinstance(key, (slice, int, np.integer))
 
 
+cdef object _index_part(object k):
+    if isinstance(k, Tensor):
+        return (<Tensor>k)._data
+    if isinstance(k, list):
+        return _np_asarray(k)       # numpy reads a list as an index array; keep no mutable list
+    return k
+
+
 cdef object _index_key(object key):
-    """Tensors inside an index become their arrays (they must hold integers or booleans)."""
-    if isinstance(key, Tensor):
-        return (<Tensor>key)._data
+    """The key as stored on the node: Tensors become their arrays (which must hold integers or
+    booleans), lists become arrays, so the node holds nothing that could refer back to it."""
     if isinstance(key, tuple):
-        return tuple([(<Tensor>k)._data if isinstance(k, Tensor) else k for k in key])
-    return key
+        return tuple([_index_part(k) for k in key])
+    return _index_part(key)
 
 
 def concatenate(tensors, axis=0):
@@ -504,7 +530,7 @@ def binary_cross_entropy(input, target):
 # The Tensor
 
 
-@cython.trashcan(True)
+@cython.no_gc
 @cython.freelist(256)
 cdef class Tensor:
     """A numpy array with reverse-mode gradients: `Tensor(data, requires_grad=False,
@@ -522,6 +548,31 @@ cdef class Tensor:
 
     # numpy defers to our reflected operators instead of treating a Tensor as an object array
     __array_ufunc__ = None
+
+    def __dealloc__(self):
+        # Children (and a concatenate's tuple of children) that only this node holds go to
+        # _pending instead of being freed inside this call; the outermost call frees them in a
+        # loop, so a chain of any depth is released without nested C calls.
+        global _draining
+        if _sole_owner(<PyObject *>self.a):
+            _pending.append(self.a)
+        if _sole_owner(<PyObject *>self.b):
+            _pending.append(self.b)
+        if _sole_owner(<PyObject *>self.c):
+            _pending.append(self.c)
+        if ((self.op == OP_CONCAT or self.op == OP_STACK)
+                and _sole_owner(<PyObject *>self.x0)):
+            _pending.append(self.x0)
+        self.a = self.b = self.c = None
+        self.x0 = None
+        if _draining:
+            return
+        _draining = True
+        try:
+            while _pending:
+                _pending.pop()
+        finally:
+            _draining = False
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self._data = _as_float_array(data, dtype, True)

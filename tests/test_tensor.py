@@ -305,3 +305,36 @@ def test_missing_tensor_extension_fails_with_build_instructions():
                           timeout=120)
     assert proc.returncode != 0
     assert "fastgrad's compiled tensor core" in proc.stderr and "pip install ." in proc.stderr
+
+
+def test_graphs_are_freed_by_reference_counting_alone():
+    x = Tensor(np.ones((100, 100)), requires_grad=True)
+    assert not gc.is_tracked(x)                    # nodes cannot form cycles: no GC needed
+    gc.disable()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        y = x
+        for _ in range(20):
+            y = concatenate_and_index(y)
+        y.sum().backward()
+        del y
+        left = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert left < 100 * 100 * 8 * 2                 # x.grad (and small change), no graph
+
+
+def concatenate_and_index(t):
+    return fastgrad.concatenate([t, t * 2.0], axis=0)[::2].tanh()
+
+
+def test_dropping_deep_concatenate_and_index_chains():
+    x = Tensor([1.0], requires_grad=True)
+    y = x
+    for _ in range(50_000):
+        y = fastgrad.concatenate([y, x])[1:]
+    y.backward(np.ones(1))
+    assert x.grad[0] == 1.0                          # only the last x survives the slicing
+    del y
