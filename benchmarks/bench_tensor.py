@@ -217,13 +217,16 @@ def bench_training(args):
         print(line)
 
 
-def best_ns(fn, number=20000, repeats=5):
-    best = float("inf")
+def best_ns(fns, number=20000, repeats=7):
+    """Best-of-`repeats` ns per call for each function; the functions take turns within each
+    repeat, so a burst of load on the machine hits all of them alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter_ns() - t0) / number)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter_ns()
+            for _ in range(number):
+                fn()
+            best[i] = min(best[i], (time.perf_counter_ns() - t0) / number)
     return best
 
 
@@ -246,17 +249,19 @@ def bench_overhead(args):
         ph, pw = torch.tensor(h, requires_grad=True), torch.tensor(w, requires_grad=True)
         tenv = {"a": pa, "b": pb, "h": ph, "w": pw}
     n = args.op_number
-    print("\nForward op on small float64 tensors (ns per op, best of 5 x %d)" % n)
+    print("\nForward op on small float64 tensors (ns per op, best of 7 x %d)" % n)
     print("| op | numpy | fastgrad | overhead | torch CPU | torch overhead |"
           if torch else "| op | numpy | fastgrad | overhead |")
     print("|---|---|---|---|---|---|" if torch else "|---|---|---|---|")
     for name, np_fn, fg_fn, expr in ops:
-        t_np, t_fg = best_ns(np_fn, n), best_ns(fg_fn, n)
+        fns = [np_fn, fg_fn]
+        if torch is not None:
+            fns.append(eval("lambda: " + expr, tenv))
+        times = best_ns(fns, n)
+        t_np, t_fg = times[0], times[1]
         line = f"| {name} | {t_np:.0f} | {t_fg:.0f} | {t_fg - t_np:.0f} |"
         if torch is not None:
-            th_fn = eval("lambda: " + expr, tenv)
-            t_th = best_ns(th_fn, n)
-            line += f" {t_th:.0f} | {t_th - t_np:.0f} |"
+            line += f" {times[2]:.0f} | {times[2] - t_np:.0f} |"
         print(line)
 
     # Backward: a chain of N tiny ops, swept once. Per-node cost of the compiled sweep.
@@ -272,10 +277,14 @@ def bench_overhead(args):
 
     def fg_backward():
         fg_chain().backward(np.ones(4))
-    t_fwd = best_ns(fg_chain, n // depth + 10) / depth
-    t_all = best_ns(fg_backward, n // depth + 10) / depth
-    line = (f"\nChain of {depth} `y = y * c` on shape (4,): fastgrad {t_fwd:.0f} ns/op forward, "
-            f"{t_all - t_fwd:.0f} ns/node backward")
+
+    def np_chain():
+        y = c
+        for _ in range(depth):
+            y = y * c
+        return y
+
+    fns = [np_chain, fg_chain, fg_backward]
     if torch is not None:
         px = torch.ones(4, dtype=torch.float64, requires_grad=True)
         pc = torch.full((4,), 0.5, dtype=torch.float64)
@@ -288,11 +297,13 @@ def bench_overhead(args):
 
         def th_backward():
             th_chain().backward(torch.ones(4, dtype=torch.float64))
-        p_fwd = best_ns(th_chain, n // depth + 10) / depth
-        p_all = best_ns(th_backward, n // depth + 10) / depth
-        line += f"; torch {p_fwd:.0f} ns/op forward, {p_all - p_fwd:.0f} ns/node backward"
-    np_fwd = best_ns(lambda: [c * c for _ in range(depth)], n // depth + 10) / depth
-    print(line + f"; numpy alone {np_fwd:.0f} ns per multiply")
+        fns += [th_chain, th_backward]
+    times = [t / depth for t in best_ns(fns, n // depth + 10)]
+    print(f"\nChain of {depth} `y = y * c` on shape (4,), ns per op: numpy alone {times[0]:.0f}; "
+          f"fastgrad forward {times[1]:.0f} (overhead {times[1] - times[0]:.0f}), "
+          f"backward {times[2] - times[1]:.0f} per node"
+          + (f"; torch forward {times[3]:.0f} (overhead {times[3] - times[0]:.0f}), backward "
+             f"{times[4] - times[3]:.0f} per node" if torch is not None else ""))
 
 
 def main():
@@ -302,7 +313,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS/OpenMP threads for numpy and torch (default: libraries' own)")
     args = parser.parse_args()
-    args.scale, args.repeats, args.op_number = (0.3, 3, 5000) if args.quick else (1.0, 5, 20000)
+    args.scale, args.repeats, args.op_number = (0.3, 3, 3000) if args.quick else (1.0, 5, 10000)
     args.dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print(f"fastgrad {fastgrad.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch

@@ -210,6 +210,11 @@ cdef object _operand(object o):
         return o
     if type(o) is int or type(o) is bool:
         return float(o)
+    if type(o) is _ndarray:
+        dt = o.dtype
+        if dt is _F64 or dt is _F32:        # the common case, without the general checks
+            return o
+        return _as_float_array(o, None, False)
     if isinstance(o, _ndarray):
         return _as_float_array(o, None, False)
     if isinstance(o, _Real):
