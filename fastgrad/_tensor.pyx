@@ -41,6 +41,7 @@ cdef object _np_abs = np.abs
 cdef object _np_broadcast_to = np.broadcast_to
 cdef object _np_asarray = np.asarray
 cdef object _np_zeros = np.zeros
+cdef object _np_empty_like = np.empty_like
 cdef object _np_add_at = np.add.at
 cdef object _np_arange = np.arange
 cdef object _np_errstate = np.errstate
@@ -876,7 +877,8 @@ cdef class Tensor:
             if self._data.size != 1:
                 raise RuntimeError(f"backward(): grad can be omitted only for a one-element "
                                    f"tensor, this one has shape {self._data.shape}")
-            seed = np.ones_like(self._data)
+            seed = _np_empty_like(self._data)     # C-level, unlike np.ones_like
+            seed.fill(1.0)
         else:
             seed = _as_float_array(grad, self._data.dtype, True)
             if seed.shape != self._data.shape:
