@@ -148,11 +148,13 @@ def test_argument_errors():
         optim.SGD([p], lr=0.1, nesterov=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=str)
-def test_fused_kernel_and_numpy_fallback_agree(name, kwargs):
-    # C-contiguous parameters take the compiled kernel; a transposed view takes numpy's path
+def test_fused_kernel_and_numpy_fallback_agree(name, kwargs, dtype):
+    # C-contiguous parameters take the compiled kernel, Fortran-ordered ones numpy's path:
+    # the same rule in the same precision, so the results are identical bit for bit
     rng = np.random.default_rng(0)
-    w0 = rng.standard_normal((4, 3))
+    w0 = rng.standard_normal((4, 3)).astype(dtype)
     fast = Tensor(w0, requires_grad=True)
     slow = Tensor(w0.T, requires_grad=True)
     slow.data = np.asfortranarray(w0).T.T.copy(order="F")     # same values, not C-contiguous
@@ -172,3 +174,17 @@ def test_read_only_parameter_data_raises_instead_of_silently_skipping():
     p.data = np.broadcast_to(np.array([1.0, 2.0]), (2,))       # a read-only view
     with pytest.raises(ValueError, match="read-only"):
         optim.SGD([p], lr=0.1).step()
+
+
+def test_kernels_take_contiguous_arrays_and_report_the_rest():
+    from fastgrad import _kernels
+    c = np.ones((3, 4))
+    f = np.ones((3, 4), order="F")
+    g = np.ones((3, 4))
+    assert _kernels.sgd_step([c, f], [g, g], [None, None], [False, False], 0.5, 0.0, 0.0,
+                             False) == [1]
+    np.testing.assert_array_equal(c, 0.5)
+    np.testing.assert_array_equal(f, 1.0)                     # untouched: left to numpy
+    m32 = np.ones(3, np.float32)
+    assert _kernels.sgd_step([m32], [np.ones(3)], [None], [False], 0.5, 0.0, 0.0,
+                             False) == [0]                      # mixed dtypes
