@@ -77,3 +77,12 @@ class MLP(Module):
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+# Tensor layers (fastgrad.tensor_nn), importable from here like torch.nn. Imported at the end
+# because their base extends the scalar Module above. `Module` and `MLP` here stay micrograd's;
+# the tensor versions are `TensorModule` (subclass it for custom tensor models) and `TensorMLP`.
+from fastgrad.tensor_nn import Linear, ReLU, Sequential, Sigmoid, Tanh, TensorMLP  # noqa: E402
+from fastgrad.tensor_nn import Module as TensorModule  # noqa: E402
+
+__all__ += ["TensorModule", "Linear", "Sequential", "ReLU", "Tanh", "Sigmoid", "TensorMLP"]

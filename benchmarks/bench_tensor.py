@@ -1,0 +1,329 @@
+"""Training-step time of fastgrad's Tensor vs a pure-Python numpy tape vs PyTorch CPU.
+
+    python benchmarks/bench_tensor.py            # full run (about two minutes)
+    python benchmarks/bench_tensor.py --quick    # fewer steps
+    python benchmarks/bench_tensor.py --threads 1   # single-threaded BLAS in numpy and torch
+
+Two models, both started from the same weights in every framework:
+  * seed 003's regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
+  * the digits MLP 64-128-10 (ReLU, cross-entropy, Adam lr 1e-3), batch 256
+A step is: build the batch tensor, forward, loss, zero_grad, backward, optimizer step.
+All ratios are computed from times measured in this run. Then the per-op overhead for small
+tensors: time of one recorded op minus the same numpy call on the same arrays.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+
+def _threads_from_argv():
+    """--threads N must act before numpy loads its BLAS, so it is read before the imports."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+THREADS = _threads_from_argv()
+if THREADS is not None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = THREADS
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fastgrad  # noqa: E402
+from fastgrad import Tensor, functional as F, nn, optim  # noqa: E402
+from numpy_tape import NAdam, NLinear, NTensor, sgd_step  # noqa: E402
+
+try:
+    import torch
+    if THREADS is not None:
+        torch.set_num_threads(int(THREADS))
+except ImportError:  # the table then has no PyTorch column
+    torch = None
+
+CONFIGS = {
+    "regression": dict(sizes=[1, 128, 128, 1], batch=8, loss="mse", opt="sgd", lr=1e-4,
+                       steps=1000),
+    "digits": dict(sizes=[64, 128, 10], batch=256, loss="ce", opt="adam", lr=1e-3, steps=200),
+}
+
+
+def make_weights(sizes, rng):
+    out = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1 / np.sqrt(fan_in)
+        out.append((rng.uniform(-bound, bound, (fan_out, fan_in)),
+                    rng.uniform(-bound, bound, fan_out)))
+    return out
+
+
+def make_data(cfg, rng, n=512):
+    if cfg["loss"] == "mse":
+        x = rng.random((n, 1))
+        y = np.cos(2 * x + 20 * x ** 2) + 0.1 * rng.standard_normal((n, 1))
+    else:
+        x = rng.random((n, cfg["sizes"][0]))
+        y = rng.integers(0, cfg["sizes"][-1], n)
+    batches = [rng.choice(n, cfg["batch"], replace=False) for _ in range(64)]
+    return x, y, batches
+
+
+# --- one step function per framework --------------------------------------------------------
+
+def fastgrad_step(cfg, weights, dtype):
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        lin = nn.Linear(*w.shape[::-1], dtype=dtype)
+        lin.weight.data[...] = w
+        lin.bias.data[...] = b
+        layers.append(lin)
+        if i != len(weights) - 1:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = (optim.SGD(model.parameters(), lr=cfg["lr"]) if cfg["opt"] == "sgd"
+           else optim.Adam(model.parameters(), lr=cfg["lr"]))
+    loss_fn = F.mse_loss if cfg["loss"] == "mse" else F.cross_entropy
+
+    def step(xb, yb):
+        out = model(Tensor(xb))
+        loss = loss_fn(out, Tensor(yb) if cfg["loss"] == "mse" else yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def numpy_tape_step(cfg, weights, dtype, seed_style=False):
+    layers = [NLinear(w.astype(dtype), b.astype(dtype)) for w, b in weights]
+    params = [p for lin in layers for p in (lin.weight, lin.bias)]
+    adam = NAdam(params, lr=cfg["lr"]) if cfg["opt"] == "adam" else None
+
+    def step(xb, yb):
+        h = NTensor(xb)
+        for i, lin in enumerate(layers):
+            h = lin(h)
+            if i != len(layers) - 1:
+                h = h.relu()
+        loss = h.mse(yb) if cfg["loss"] == "mse" else h.cross_entropy(yb)
+        loss.backward(seed_style=seed_style)
+        if adam is None:
+            sgd_step(params, cfg["lr"])
+        else:
+            adam.step()
+        return float(loss.value)
+    return step
+
+
+def torch_step(cfg, weights, dtype):
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        lin = torch.nn.Linear(*w.shape[::-1], dtype=tdtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i != len(weights) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = (torch.optim.SGD(model.parameters(), lr=cfg["lr"]) if cfg["opt"] == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=cfg["lr"]))
+    loss_fn = (torch.nn.functional.mse_loss if cfg["loss"] == "mse"
+               else torch.nn.functional.cross_entropy)
+
+    def step(xb, yb):
+        out = model(torch.from_numpy(xb))
+        loss = loss_fn(out, torch.from_numpy(yb))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def time_steps(steps_by_name, x, y, batches, steps, repeats):
+    """Best-of-`repeats` mean time per step in microseconds, per framework. The frameworks
+    take turns within each repeat, so a burst of load on the machine hits all of them."""
+    xs = [np.ascontiguousarray(x[i]) for i in batches]
+    ys = [np.ascontiguousarray(y[i]) for i in batches]
+    best = {name: float("inf") for name in steps_by_name}
+    for name, step in steps_by_name.items():
+        for k in range(20):                               # warm-up
+            step(xs[k % len(xs)], ys[k % len(ys)])
+    for _ in range(repeats):
+        for name, step in steps_by_name.items():
+            t0 = time.perf_counter()
+            for k in range(steps):
+                step(xs[k % len(xs)], ys[k % len(ys)])
+            best[name] = min(best[name], (time.perf_counter() - t0) / steps * 1e6)
+    return best
+
+
+def check_same_losses(steps_by_name, x, y, batches):
+    """All frameworks start from the same weights: their first losses must agree."""
+    losses = {name: [s(x[b], y[b]) for b in batches[:3]] for name, s in steps_by_name.items()}
+    ref = losses["fastgrad"]
+    for name, ls in losses.items():
+        if not np.allclose(ls, ref, rtol=1e-4):
+            raise SystemExit(f"benchmark setup error: {name} losses {ls} differ from {ref}")
+
+
+def bench_training(args):
+    rows = []
+    for cname, cfg in CONFIGS.items():
+        for dtype in args.dtypes:
+            rng = np.random.default_rng(0)
+            weights = [(w.astype(dtype), b.astype(dtype))
+                       for w, b in make_weights(cfg["sizes"], rng)]
+            x, y, batches = make_data(cfg, rng)
+            x = x.astype(dtype)
+            if cfg["loss"] == "mse":
+                y = y.astype(dtype)
+            makers = {"fastgrad": fastgrad_step, "numpy tape": numpy_tape_step,
+                      "seed tape": lambda *a: numpy_tape_step(*a, seed_style=True)}
+            if torch is not None:
+                makers["torch"] = torch_step
+            check_same_losses({n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y,
+                              batches)
+            steps = max(20, int(cfg["steps"] * args.scale))
+            times = time_steps({n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y,
+                               batches, steps, args.repeats)
+            rows.append((cname, cfg, np.dtype(dtype).name, times))
+    print("\nTraining step (µs per step, best of %d repeats; ratio = other / fastgrad)"
+          % args.repeats)
+    head = "| model | batch | dtype | fastgrad | seed-003 tape | ratio | tuned numpy tape | ratio |"
+    sep = "|---|---|---|---|---|---|---|---|"
+    if torch is not None:
+        head += " torch CPU | ratio |"
+        sep += "---|---|"
+    print(head)
+    print(sep)
+    for cname, cfg, dname, t in rows:
+        arch = "-".join(map(str, cfg["sizes"]))
+        line = (f"| {cname} {arch} | {cfg['batch']} | {dname} | {t['fastgrad']:.1f} | "
+                f"{t['seed tape']:.1f} | {t['seed tape'] / t['fastgrad']:.2f}x | "
+                f"{t['numpy tape']:.1f} | {t['numpy tape'] / t['fastgrad']:.2f}x |")
+        if torch is not None:
+            line += f" {t['torch']:.1f} | {t['torch'] / t['fastgrad']:.2f}x |"
+        print(line)
+
+
+def best_ns(fns, number=20000, repeats=7):
+    """Best-of-`repeats` ns per call for each function; the functions take turns within each
+    repeat, so a burst of load on the machine hits all of them alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter_ns()
+            for _ in range(number):
+                fn()
+            best[i] = min(best[i], (time.perf_counter_ns() - t0) / number)
+    return best
+
+
+def bench_overhead(args):
+    """ns per op on small tensors: fastgrad (recorded) and torch (requires_grad) minus numpy."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((8, 1)), rng.standard_normal((1, 128))
+    h, w = rng.standard_normal((8, 128)), rng.standard_normal((128, 128))
+    ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    th, tw = Tensor(h, requires_grad=True), Tensor(w, requires_grad=True)
+    ops = [
+        ("add (8,1)+(1,128)", lambda: a + b, lambda: ta + tb, "a + b"),
+        ("mul (8,128)*(8,128)", lambda: h * h, lambda: th * th, "h * h"),
+        ("relu (8,128)", lambda: np.maximum(h, 0.0), lambda: th.relu(), "h.relu()"),
+        ("matmul (8,128)@(128,128)", lambda: h @ w, lambda: th @ tw, "h @ w"),
+        ("sum (8,128)", lambda: h.sum(), lambda: th.sum(), "h.sum()"),
+    ]
+    if torch is not None:
+        pa, pb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        ph, pw = torch.tensor(h, requires_grad=True), torch.tensor(w, requires_grad=True)
+        tenv = {"a": pa, "b": pb, "h": ph, "w": pw}
+    n = args.op_number
+    print("\nForward op on small float64 tensors (ns per op, best of 7 x %d)" % n)
+    print("| op | numpy | fastgrad | overhead | torch CPU | torch overhead |"
+          if torch else "| op | numpy | fastgrad | overhead |")
+    print("|---|---|---|---|---|---|" if torch else "|---|---|---|---|")
+    for name, np_fn, fg_fn, expr in ops:
+        fns = [np_fn, fg_fn]
+        if torch is not None:
+            fns.append(eval("lambda: " + expr, tenv))
+        times = best_ns(fns, n)
+        t_np, t_fg = times[0], times[1]
+        line = f"| {name} | {t_np:.0f} | {t_fg:.0f} | {t_fg - t_np:.0f} |"
+        if torch is not None:
+            line += f" {times[2]:.0f} | {times[2] - t_np:.0f} |"
+        print(line)
+
+    # Backward: a chain of N tiny ops, swept once. Per-node cost of the compiled sweep.
+    depth = 200
+    x = Tensor(np.ones(4), requires_grad=True)
+    c = np.full(4, 0.5)
+
+    def fg_chain():
+        y = x
+        for _ in range(depth):
+            y = y * c
+        return y
+
+    def fg_backward():
+        fg_chain().backward(np.ones(4))
+
+    def np_chain():
+        y = c
+        for _ in range(depth):
+            y = y * c
+        return y
+
+    fns = [np_chain, fg_chain, fg_backward]
+    if torch is not None:
+        px = torch.ones(4, dtype=torch.float64, requires_grad=True)
+        pc = torch.full((4,), 0.5, dtype=torch.float64)
+
+        def th_chain():
+            y = px
+            for _ in range(depth):
+                y = y * pc
+            return y
+
+        def th_backward():
+            th_chain().backward(torch.ones(4, dtype=torch.float64))
+        fns += [th_chain, th_backward]
+    times = [t / depth for t in best_ns(fns, n // depth + 10)]
+    print(f"\nChain of {depth} `y = y * c` on shape (4,), ns per op: numpy alone {times[0]:.0f}; "
+          f"fastgrad forward {times[1]:.0f} (overhead {times[1] - times[0]:.0f}), "
+          f"backward {times[2] - times[1]:.0f} per node"
+          + (f"; torch forward {times[3]:.0f} (overhead {times[3] - times[0]:.0f}), backward "
+             f"{times[4] - times[3]:.0f} per node" if torch is not None else ""))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
+    parser.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads for numpy and torch (default: libraries' own)")
+    args = parser.parse_args()
+    args.scale, args.repeats, args.op_number = (0.3, 3, 3000) if args.quick else (1.0, 5, 10000)
+    args.dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
+    print(f"fastgrad {fastgrad.__version__}, numpy {np.__version__}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
+             else ", torch not installed")
+          + f"; BLAS threads: {THREADS or 'default'}"
+          + f"; Python {platform.python_version()}, {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    bench_training(args)
+    bench_overhead(args)
+
+
+if __name__ == "__main__":
+    main()

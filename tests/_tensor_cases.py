@@ -1,0 +1,118 @@
+"""Shared material for the tensor tests: the table of ops and the finite-difference checker.
+
+Each case: a fastgrad function of tensors, the same function in numpy (the forward reference),
+the same in torch (used only when torch is installed), and how to draw its inputs.
+"""
+
+import numpy as np
+
+from fastgrad import Tensor, functional as F, no_grad
+
+
+def draw(rng, shape, kind):
+    """Inputs for an op's domain: 'any' normal, 'pos' in [0.5, 2], 'away' |x| in [0.5, 2]
+    (away from the kinks of relu/max and the pole of 1/x), 'distinct' for max (no ties)."""
+    if kind == "any":
+        return rng.standard_normal(shape)
+    if kind == "pos":
+        return rng.uniform(0.5, 2.0, shape)
+    if kind == "away":
+        return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+    if kind == "distinct":
+        n = int(np.prod(shape))
+        return (rng.permutation(n) * 0.37 - 1.0).reshape(shape) + 0.01 * rng.random(shape)
+    raise ValueError(kind)
+
+
+def fd_grads(fn, arrays, weight, h=1e-6):
+    """Central differences of sum(fn(*arrays) * weight) in float64 (no tape)."""
+    grads = []
+    with no_grad():
+        def f(xs):
+            return float((np.asarray(fn(*[Tensor(x) for x in xs]).data) * weight).sum())
+        for i, x in enumerate(arrays):
+            g = np.zeros_like(x)
+            for j in np.ndindex(x.shape):
+                xp = [a.copy() for a in arrays]
+                xm = [a.copy() for a in arrays]
+                xp[i][j] += h
+                xm[i][j] -= h
+                g[j] = (f(xp) - f(xm)) / (2 * h)
+            grads.append(g)
+    return grads
+
+
+TOL = {np.float64: dict(rtol=1e-5, atol=1e-6), np.float32: dict(rtol=2e-3, atol=2e-3)}
+
+
+def check_op(fn, arrays, dtype, ref=None, seed=0):
+    """Forward vs ref and backward (vector-Jacobian product) vs finite differences.
+
+    The inputs are rounded to dtype first, so float32 gradients are compared with float64
+    finite differences of the very same inputs."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(a, dtype=dtype).astype(np.float64) for a in arrays]
+    ts = [Tensor(a, requires_grad=True, dtype=dtype) for a in arrays]
+    out = fn(*ts)
+    assert isinstance(out, Tensor)
+    assert out.dtype == np.dtype(dtype), (out.dtype, dtype)
+    if ref is not None:
+        expected = np.asarray(ref(*arrays))
+        assert out.shape == expected.shape
+        np.testing.assert_allclose(out.data, expected, rtol=TOL[dtype]["rtol"] / 10, atol=1e-6)
+    weight = rng.standard_normal(out.shape)
+    out.backward(weight.astype(dtype))
+    for t, g in zip(ts, fd_grads(fn, arrays, weight)):
+        assert t.grad is not None and t.grad.shape == t.shape
+        assert t.grad.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(t.grad, g, **TOL[dtype])
+    return ts, out
+
+
+BROADCAST_SHAPES = [
+    ((), ()), ((3,), ()), ((), (2, 3)), ((2, 3), (3,)), ((2, 1), (1, 3)),
+    ((4, 1, 3), (2, 1)), ((1,), (2, 3)), ((2, 3), (2, 3)), ((1, 1), (3,)), ((3, 1), (3, 1, 1)),
+]
+UNARY_SHAPES = [(), (1,), (3,), (2, 3), (2, 1, 3), (1, 1)]
+MATMUL_SHAPES = [
+    ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)), ((5, 2, 3), (3, 4)),
+    ((2, 3), (5, 3, 4)), ((5, 2, 3), (5, 3, 4)), ((1, 2, 3), (4, 3, 2)), ((3,), (5, 3, 4)),
+    ((5, 2, 3), (3,)), ((1, 3), (3, 1)),
+]
+
+# name: (fastgrad fn, numpy ref, torch fn, input kinds)
+BINARY = {
+    "add": (lambda a, b: a + b, np.add, lambda a, b: a + b, ("any", "any")),
+    "sub": (lambda a, b: a - b, np.subtract, lambda a, b: a - b, ("any", "any")),
+    "mul": (lambda a, b: a * b, np.multiply, lambda a, b: a * b, ("any", "any")),
+    "div": (lambda a, b: a / b, np.divide, lambda a, b: a / b, ("any", "away")),
+    "pow": (lambda a, b: a ** b, np.power, lambda a, b: a ** b, ("pos", "any")),
+}
+
+# name: (fastgrad fn, numpy ref, torch fn, input kind, min ndim)
+UNARY = {
+    "neg": (lambda x: -x, np.negative, lambda x: -x, "any", 0),
+    "relu": (lambda x: x.relu(), lambda x: np.maximum(x, 0), lambda x: x.relu(), "away", 0),
+    "tanh": (lambda x: x.tanh(), np.tanh, lambda x: x.tanh(), "any", 0),
+    "exp": (lambda x: x.exp(), np.exp, lambda x: x.exp(), "any", 0),
+    "log": (lambda x: x.log(), np.log, lambda x: x.log(), "pos", 0),
+    "sigmoid": (lambda x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x)), lambda x: x.sigmoid(),
+                "any", 0),
+    "pow2": (lambda x: x ** 2, lambda x: x ** 2, lambda x: x ** 2, "any", 0),
+    "pow3": (lambda x: x ** 3, lambda x: x ** 3, lambda x: x ** 3, "any", 0),
+    "pow-1.5": (lambda x: x ** -1.5, lambda x: x ** -1.5, lambda x: x ** -1.5, "pos", 0),
+    "rpow": (lambda x: 2.0 ** x, lambda x: 2.0 ** x, lambda x: 2.0 ** x, "any", 0),
+    "radd": (lambda x: 2.5 + x, lambda x: 2.5 + x, lambda x: 2.5 + x, "any", 0),
+    "rsub": (lambda x: 2.5 - x, lambda x: 2.5 - x, lambda x: 2.5 - x, "any", 0),
+    "rmul": (lambda x: 3 * x, lambda x: 3 * x, lambda x: 3 * x, "any", 0),
+    "rdiv": (lambda x: 3 / x, lambda x: 3 / x, lambda x: 3 / x, "away", 0),
+    "divc": (lambda x: x / 4, lambda x: x / 4, lambda x: x / 4, "any", 0),
+    "softmax": (lambda x: x.softmax(-1), None, lambda x: x.softmax(-1), "any", 1),
+    "softmax0": (lambda x: F.softmax(x, 0), None, lambda x: x.softmax(0), "any", 1),
+    "log_softmax": (lambda x: x.log_softmax(-1), None, lambda x: x.log_softmax(-1), "any", 1),
+    "log_softmax0": (lambda x: F.log_softmax(x, axis=0), None, lambda x: x.log_softmax(0),
+                     "any", 1),
+}
+
+REDUCE_SHAPES = [(), (3,), (1, 3), (2, 3, 4), (2, 1, 3)]
+REDUCE_AXES = [None, 0, -1, (0, -1)]

@@ -1,0 +1,98 @@
+"""fastgrad.functional: values against numpy formulas, stability, and argument checks."""
+
+import numpy as np
+import pytest
+
+from fastgrad import Tensor, functional as F
+
+from _tensor_cases import check_op
+
+
+def test_activations_match_methods():
+    x = Tensor(np.linspace(-3, 3, 7), requires_grad=True)
+    for name in ["relu", "tanh", "sigmoid"]:
+        np.testing.assert_array_equal(getattr(F, name)(x).data, getattr(x, name)().data)
+    np.testing.assert_allclose(F.softmax(x).data.sum(), 1.0)
+    np.testing.assert_allclose(np.exp(F.log_softmax(x).data), F.softmax(x).data)
+
+
+def test_softmax_and_log_softmax_are_stable():
+    x = Tensor([[1000.0, 0.0, -1000.0]], requires_grad=True)
+    np.testing.assert_allclose(F.softmax(x, axis=1).data, [[1, 0, 0]])
+    np.testing.assert_allclose(F.log_softmax(x, axis=1).data, [[0, -1000, -2000]])
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    logits = Tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 999.0]], requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([0, 2]))
+    expected = (0.0 + 1.0 + np.log1p(np.exp(-1.0))) / 2     # row 2: lse - z_t = log(1+e^-1) + 1
+    np.testing.assert_allclose(loss.item(), expected)
+    loss.backward()
+    assert np.all(np.isfinite(logits.grad))
+    np.testing.assert_allclose(logits.grad.sum(axis=1), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cross_entropy_gradient(dtype):
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 5, 6)
+    check_op(lambda z: F.cross_entropy(z, targets), [rng.standard_normal((6, 5)) * 3], dtype)
+    check_op(lambda z: F.cross_entropy(z, list(targets)), [rng.standard_normal((6, 5))], dtype)
+
+
+def test_cross_entropy_errors():
+    z = Tensor(np.zeros((3, 4)), requires_grad=True)
+    with pytest.raises(TypeError, match="integer"):
+        F.cross_entropy(z, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(2,\)"):
+        F.cross_entropy(z, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        F.cross_entropy(z, np.array([0, 1, 4]))
+    with pytest.raises(TypeError):
+        F.cross_entropy(np.zeros((3, 4)), np.array([0, 1, 2]))
+
+
+def test_mse_loss_with_constant_target_and_errors():
+    x = Tensor([1.0, 2.0, 4.0], requires_grad=True)
+    loss = F.mse_loss(x, np.array([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(loss.item(), (0 + 1 + 9) / 3)
+    loss.backward()
+    np.testing.assert_allclose(x.grad, [0, 2 / 3, 2.0])
+    with pytest.raises(TypeError):
+        F.mse_loss(x, "a")
+    with pytest.raises(TypeError):
+        F.mse_loss(np.ones(3), np.ones(3))
+
+
+def test_binary_cross_entropy_clamps_and_checks():
+    p = Tensor([0.0, 1.0, 0.5], requires_grad=True)
+    loss = F.binary_cross_entropy(p, np.array([1.0, 0.0, 1.0]))
+    np.testing.assert_allclose(loss.item(), (100 + 100 + np.log(2)) / 3)
+    loss.backward()
+    assert np.all(np.isfinite(p.grad))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        F.binary_cross_entropy(Tensor([1.5]), np.array([1.0]))
+    with pytest.raises(ValueError, match=r"\(1,\).*\(2,\)"):
+        F.binary_cross_entropy(Tensor([0.5]), np.array([1.0, 0.0]))
+
+
+def test_functional_rejects_non_tensors():
+    for name in ["relu", "tanh", "sigmoid", "softmax", "log_softmax"]:
+        with pytest.raises(TypeError, match="fastgrad.Tensor"):
+            getattr(F, name)(np.ones(3))
+    with pytest.raises(TypeError):
+        F.linear(np.ones((2, 3)), Tensor(np.ones((4, 3))))
+    with pytest.raises(ValueError, match=r"\(5,\).*\(4, 3\)"):
+        F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones(5)))
+
+
+def test_linear_with_mixed_dtypes_promotes_and_casts_grads_back():
+    x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    w = Tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    b = Tensor(np.ones(4), requires_grad=True)                      # float64
+    out = F.linear(x, w, b)
+    assert out.dtype == np.float64
+    out.sum().backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    assert b.grad.dtype == np.float64
+    np.testing.assert_array_equal(w.grad, np.full((4, 3), 2.0))

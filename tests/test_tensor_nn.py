@@ -1,0 +1,134 @@
+"""Tensor layers: shapes, init, parameters, state_dict round trip, train/eval, and the
+scalar micrograd classes left unchanged beside them."""
+
+import numpy as np
+import pytest
+
+import fastgrad
+from fastgrad import Tensor, functional as F, nn
+
+
+def test_linear_shapes_and_pytorch_default_init_bounds():
+    np.random.seed(0)
+    layer = nn.Linear(50, 7)
+    assert layer.weight.shape == (7, 50) and layer.bias.shape == (7,)
+    bound = 1 / np.sqrt(50)
+    assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.bias.data).max() <= bound
+    assert layer.weight.data.std() > bound / 3             # spread over the whole range
+    assert layer(Tensor(np.ones((4, 50)))).shape == (4, 7)
+    assert layer(Tensor(np.ones(50))).shape == (7,)
+    assert nn.Linear(3, 2, bias=False).bias is None
+    assert len(nn.Linear(3, 2, bias=False).parameters()) == 1
+    assert nn.Linear(3, 2, dtype=np.float32)(Tensor(np.ones((1, 3), np.float32))).dtype == \
+        np.float32
+
+
+def test_linear_matches_formula():
+    layer = nn.Linear(3, 2)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    np.testing.assert_allclose(layer(Tensor(x)).data, x @ layer.weight.data.T + layer.bias.data)
+
+
+def test_sequential_and_mlp_parameters_and_names():
+    model = nn.TensorMLP(2, [4, 3, 1])
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias",
+                                        "4.weight", "4.bias"]
+    assert len(model.parameters()) == 6 and len(model) == 5 and model[0] is model.modules[0]
+    assert isinstance(model, nn.Module) and isinstance(model, nn.TensorModule)
+    assert nn.TensorModule is fastgrad.tensor_nn.Module
+    seq = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1), nn.Sigmoid())
+    out = seq(Tensor(np.ones((5, 2))))
+    assert out.shape == (5, 1) and np.all((out.data > 0) & (out.data < 1))
+    assert "Linear(in_features=2, out_features=2, bias=True)" in repr(seq)
+    with pytest.raises(ValueError):
+        nn.TensorMLP(2, [1], activation="gelu")
+    with pytest.raises(TypeError):
+        nn.Sequential(3)
+
+
+def test_custom_module_finds_nested_parameters():
+    class Net(nn.TensorModule):
+        def __init__(self):
+            self.encoder = nn.Linear(3, 4)
+            self.heads = [nn.Linear(4, 1), nn.Linear(4, 2)]
+            self.scale = Tensor(1.0, requires_grad=True)
+            self.constant = Tensor(2.0)
+
+        def forward(self, x):
+            h = self.encoder(x).relu()
+            return self.heads[0](h) * self.scale + self.heads[1](h).sum(axis=1, keepdims=True)
+
+    net = Net()
+    assert list(net.state_dict()) == ["scale", "encoder.weight", "encoder.bias",
+                                      "heads.0.weight", "heads.0.bias", "heads.1.weight",
+                                      "heads.1.bias"]
+    net(Tensor(np.ones((2, 3)))).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_state_dict_round_trip_through_savez(tmp_path):
+    model = nn.TensorMLP(3, [5, 2])
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3)))
+    before = model(x).data.copy()
+    path = tmp_path / "model.npz"
+    np.savez(path, **model.state_dict())
+    other = nn.TensorMLP(3, [5, 2])
+    assert not np.allclose(other(x).data, before)
+    with np.load(path) as f:
+        other.load_state_dict(dict(f))
+    np.testing.assert_array_equal(other(x).data, before)
+    sd = model.state_dict()
+    sd["0.weight"][:] = 0.0                                   # a copy, not the parameter
+    assert np.any(model.modules[0].weight.data != 0)
+
+
+def test_load_state_dict_errors():
+    model = nn.TensorMLP(3, [5, 2])
+    sd = model.state_dict()
+    with pytest.raises(KeyError, match="missing"):
+        model.load_state_dict({k: v for k, v in sd.items() if k != "0.bias"})
+    with pytest.raises(KeyError, match="unexpected"):
+        model.load_state_dict({**sd, "extra": np.zeros(1)})
+    sd["2.weight"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"\(3, 3\).*\(2, 5\)"):
+        model.load_state_dict(sd)
+
+
+def test_train_eval_propagates():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    assert model.training and model[1][0].training
+    assert model.eval() is model
+    assert not model.training and not model[1][0].training
+    model.train()
+    assert model[1][0].training
+
+
+def test_training_reduces_loss():
+    np.random.seed(1)
+    model = nn.TensorMLP(1, [16, 16, 1], activation="tanh")
+    opt = fastgrad.optim.Adam(model.parameters(), lr=1e-2)
+    x = np.linspace(-1, 1, 32)[:, None]
+    y = np.sin(3 * x)
+    first = None
+    for _ in range(300):
+        loss = F.mse_loss(model(Tensor(x)), Tensor(y))
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 10
+
+
+def test_scalar_micrograd_classes_unchanged():
+    import random
+    random.seed(0)
+    mlp = nn.MLP(2, [16, 1])
+    assert type(mlp).__module__ == "fastgrad.nn" and isinstance(mlp, nn.Module)
+    out = mlp([1.0, 2.0])
+    assert isinstance(out, fastgrad.Value)
+    assert len(mlp.parameters()) == 2 * 16 + 16 + 16 + 1
+    mlp.zero_grad()
+    assert all(p.grad == 0 for p in mlp.parameters())
