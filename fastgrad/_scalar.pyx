@@ -860,25 +860,12 @@ cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
     return acc
 
 
-cdef class _Numbers:
-    """A scratch array of doubles that frees itself."""
-    cdef double *p
+cdef class _Scratch:
+    """A scratch buffer of n items of itemsize bytes that frees itself."""
+    cdef void *p
 
-    def __cinit__(self, Py_ssize_t n):
-        self.p = <double *>PyMem_Malloc(max(n, 1) * sizeof(double))
-        if self.p == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        PyMem_Free(self.p)
-
-
-cdef class _Slots:
-    """A scratch array of slot numbers that frees itself."""
-    cdef int32_t *p
-
-    def __cinit__(self, Py_ssize_t n):
-        self.p = <int32_t *>PyMem_Malloc(max(n, 1) * sizeof(int32_t))
+    def __cinit__(self, Py_ssize_t n, size_t itemsize):
+        self.p = PyMem_Malloc(max(n, 1) * itemsize)
         if self.p == NULL:
             raise MemoryError()
 
@@ -898,12 +885,12 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
     _check_weights(ws, n)
-    cdef _Numbers numbers = _Numbers(n)
-    _check_inputs(xs, numbers.p)
+    cdef _Scratch numbers = _Scratch(n, sizeof(double))
+    _check_inputs(xs, <double *>numbers.p)
     if n == 0 and not relu:
         return bias
     reserve(_nodes_for(n))
-    return wrap(_build_sum(ws, xs, numbers.p, bias.slot, relu))
+    return wrap(_build_sum(ws, xs, <double *>numbers.p, bias.slot, relu))
 
 
 cdef tuple _as_tuple(object seq, str message):
@@ -938,8 +925,8 @@ def linear_layer(neurons, inputs, neuron_type=None):
     # Private, immutable copies of everything (see linear_combination).
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
-    cdef _Numbers numbers = _Numbers(n)
-    _check_inputs(xs, numbers.p)
+    cdef _Scratch numbers = _Scratch(n, sizeof(double))
+    _check_inputs(xs, <double *>numbers.p)
     cdef list plan = []
     for neuron in ns:
         ws = _as_tuple(neuron.w, "a neuron's w must be a sequence of Values")
@@ -957,7 +944,7 @@ def linear_layer(neurons, inputs, neuron_type=None):
             out[k] = b
         else:
             reserve(_nodes_for(n))
-            out[k] = wrap(_build_sum(ws, xs, numbers.p, (<Value>b).slot, relu))
+            out[k] = wrap(_build_sum(ws, xs, <double *>numbers.p, (<Value>b).slot, relu))
     return out
 
 
@@ -1033,21 +1020,23 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
     if n > INT32_MAX - 64:
         raise MemoryError("fastgrad: graph too large")
     # Convert everything first: after reserve() no Python code may run (it could use the room).
-    cdef _Slots children = _Slots(2 * n)
-    cdef _Numbers numbers = _Numbers(3 * n)
+    cdef _Scratch child_buffer = _Scratch(2 * n, sizeof(int32_t))
+    cdef _Scratch number_buffer = _Scratch(3 * n, sizeof(double))
+    cdef int32_t *children = <int32_t *>child_buffer.p
+    cdef double *numbers = <double *>number_buffer.p
     used = bytearray(n)
     for i in range(n):
         for k, child in enumerate((a[i], b[i])):
             if type(child) is not int or not (-1 <= child < i):
                 raise ValueError(f"corrupt fastgrad Value pickle: bad child of node {i}")
-            children.p[2 * i + k] = <int32_t>child
+            children[2 * i + k] = <int32_t>child
             if child >= 0:
                 used[child] = 1
-        if not _valid_arity(ops[i], children.p[2 * i], children.p[2 * i + 1], i):
+        if not _valid_arity(ops[i], children[2 * i], children[2 * i + 1], i):
             raise ValueError(f"corrupt fastgrad Value pickle: bad node {i}")
-        numbers.p[3 * i] = vals[i]
-        numbers.p[3 * i + 1] = grads[i]
-        numbers.p[3 * i + 2] = auxs[i]
+        numbers[3 * i] = vals[i]
+        numbers[3 * i + 1] = grads[i]
+        numbers[3 * i + 2] = auxs[i]
     if 0 in used[:n - 1]:
         raise ValueError("corrupt fastgrad Value pickle: a node outside the graph")
     for i in list(labels) + list(op_names):
@@ -1058,10 +1047,10 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
     reserve(<int32_t>n)
     cdef int32_t first = A.size, ca, cb, s  # the nodes land in consecutive slots
     for i in range(n):
-        ca = first + children.p[2 * i] if children.p[2 * i] >= 0 else -1
-        cb = first + children.p[2 * i + 1] if children.p[2 * i + 1] >= 0 else -1
-        s = new_node(op[i], ca, cb, numbers.p[3 * i], numbers.p[3 * i + 2])
-        A.grad[s] = numbers.p[3 * i + 1]
+        ca = first + children[2 * i] if children[2 * i] >= 0 else -1
+        cb = first + children[2 * i + 1] if children[2 * i + 1] >= 0 else -1
+        s = new_node(op[i], ca, cb, numbers[3 * i], numbers[3 * i + 2])
+        A.grad[s] = numbers[3 * i + 1]
         A.flags[s] = flag[i] & FLAG_INT_EXPONENT
     # Every node but the root is used by a later node; the root is held by the handle below.
     root = wrap(first + <int32_t>(n - 1))
