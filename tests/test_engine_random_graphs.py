@@ -15,13 +15,20 @@ EXPONENTS = [2, 3, -1, -2, 0.5, 1.5, 2.0, 0]
 MICROGRAD_OPS = ["neg", "relu", "pow_const", "add", "sub", "mul", "div"] + WITH_NUMBER
 
 finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False, allow_infinity=False)
-instruction = st.tuples(
-    st.sampled_from(UNARY + BINARY + WITH_NUMBER),
-    st.integers(min_value=0, max_value=10**6),
-    st.integers(min_value=0, max_value=10**6),
-    finite,
-    st.sampled_from(EXPONENTS),
-)
+
+
+def instructions(numbers):
+    """(op, operand index, operand index, number operand, exponent) with the given numbers."""
+    return st.tuples(
+        st.sampled_from(UNARY + BINARY + WITH_NUMBER),
+        st.integers(min_value=0, max_value=10**6),
+        st.integers(min_value=0, max_value=10**6),
+        numbers,
+        st.sampled_from(EXPONENTS),
+    )
+
+
+instruction = instructions(finite)
 
 
 def apply(op, x, y, number, exponent):

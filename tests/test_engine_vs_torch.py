@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from conftest import Value
 from test_engine_ops import OPS
-from test_engine_random_graphs import BINARY, EXPONENTS, UNARY, WITH_NUMBER, apply, build, reference_errors
+from test_engine_random_graphs import apply, build, instructions, reference_errors
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: comparisons with it are skipped")
 
@@ -76,13 +76,7 @@ def test_op_matches_torch(name):
 # PyTorch divides where micrograd multiplies by a reciprocal, so compare on well-conditioned
 # inputs: no magnitudes where the two formulas' rounding dominates the result.
 moderate = st.floats(min_value=-3.0, max_value=3.0).filter(lambda x: abs(x) >= 1e-2)
-instruction = st.tuples(
-    st.sampled_from(UNARY + BINARY + WITH_NUMBER),
-    st.integers(min_value=0, max_value=10**6),
-    st.integers(min_value=0, max_value=10**6),
-    moderate,
-    st.sampled_from(EXPONENTS),
-)
+instruction = instructions(moderate)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
