@@ -369,6 +369,33 @@ cdef void _ce_finish(floating *p, Py_ssize_t *t, floating scale, Py_ssize_t n,
         p[i] *= scale
 
 
+cdef void _colsum_loop(floating *g, floating *out, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """out = g.sum(axis=0) for a C-contiguous (n, c) g, rows added in order as numpy does."""
+    cdef Py_ssize_t i, j
+    for j in range(c):
+        out[j] = g[j]
+    for i in range(1, n):
+        for j in range(c):
+            out[j] = out[j] + g[i * c + j]
+
+
+cdef object _colsum(object g):
+    """g.sum(axis=0) of a 2-D array: numpy's axis-0 reduction costs ~10 us at (256, 128)."""
+    cdef Py_ssize_t n = g.shape[0], c = g.shape[1]
+    cdef void *pg
+    if n == 0 or c == 0 or not (g.dtype is _F32 or g.dtype is _F64):
+        return _sum(g, 0, False)
+    pg = _buf(g, False)
+    if pg == NULL:
+        return _sum(g, 0, False)
+    out = _np_empty_like(g, shape=(c,))
+    if g.dtype is _F32:
+        _colsum_loop[float](<float *>pg, <float *>_buf(out, True), n, c)
+    else:
+        _colsum_loop[double](<double *>pg, <double *>_buf(out, True), n, c)
+    return out
+
+
 cdef void _relu_back(floating *g, floating *out, floating *r, Py_ssize_t n) noexcept nogil:
     """r = g * (out > 0), as numpy computes it (g * 0 keeps nan/inf and signed zeros)."""
     cdef Py_ssize_t i
@@ -1315,5 +1342,5 @@ cdef int _linear_grads(Tensor n, object g) except -1:
         if n.b is not None:
             _accum(n.b, g2.T @ x2, True)
         if n.c is not None:
-            _accum(n.c, _sum(g2, 0, False), True)
+            _accum(n.c, _colsum(g2), True)
     return 0
