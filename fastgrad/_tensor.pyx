@@ -396,6 +396,57 @@ cdef object _colsum(object g):
     return out
 
 
+cdef void _add_rows_loop(floating *out, floating *b, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(c):
+            out[i * c + j] = out[i * c + j] + b[j]
+
+
+cdef object _add_bias(object out, object b):
+    """out += b (b of shape (C,) along out's last axis) in place, like numpy's broadcast add
+    (one add per element, same bits), minus its per-row inner loops."""
+    cdef Py_ssize_t c = b.shape[0]
+    cdef void *po
+    cdef void *pb
+    if (c == 0 or out.ndim == 0 or out.shape[out.ndim - 1] != c or out.dtype is not b.dtype
+            or not (out.dtype is _F32 or out.dtype is _F64)):
+        out += b
+        return out
+    po = _buf(out, True)
+    pb = _buf(b, False)
+    if po == NULL or pb == NULL:
+        out += b
+        return out
+    if out.dtype is _F32:
+        _add_rows_loop[float](<float *>po, <float *>pb, out.size // c, c)
+    else:
+        _add_rows_loop[double](<double *>po, <double *>pb, out.size // c, c)
+    return out
+
+
+cdef void _relu_loop(floating *x, floating *r, Py_ssize_t n) noexcept nogil:
+    """r = np.maximum(x, 0.0) as numpy computes it: nan stays nan, -0.0 becomes +0.0."""
+    cdef Py_ssize_t i
+    cdef floating zero = 0
+    for i in range(n):
+        r[i] = zero if x[i] <= zero else x[i]
+
+
+cdef object _relu_fwd(object x):
+    cdef void *px
+    if x.dtype is _F32 or x.dtype is _F64:
+        px = _buf(x, False)
+        if px != NULL and x.size:
+            r = _np_empty_like(x)
+            if x.dtype is _F32:
+                _relu_loop[float](<float *>px, <float *>_buf(r, True), x.size)
+            else:
+                _relu_loop[double](<double *>px, <double *>_buf(r, True), x.size)
+            return r
+    return _np_maximum(x, 0.0)
+
+
 cdef void _relu_back(floating *g, floating *out, floating *r, Py_ssize_t n) noexcept nogil:
     """r = g * (out > 0), as numpy computes it (g * 0 keeps nan/inf and signed zeros)."""
     cdef Py_ssize_t i
@@ -579,7 +630,7 @@ def linear(x, weight, bias=None):
             raise ValueError(f"linear: bias of shape {tb._data.shape} does not fit weight of "
                              f"shape {wv.shape}")
         if out.dtype == tb._data.dtype:
-            out += tb._data             # in place: out is a fresh array
+            out = _add_bias(out, tb._data)      # in place: out is a fresh array
         else:
             out = out + tb._data        # mixed float32/float64 promotes like numpy
     cdef Tensor t = _new(out)
@@ -935,7 +986,7 @@ cdef class Tensor:
     # --- elementwise functions -----------------------------------------------------------
 
     def relu(self):
-        return _unary(self, OP_RELU, _np_maximum(self._data, 0.0), None)
+        return _unary(self, OP_RELU, _relu_fwd(self._data), None)
 
     def tanh(self):
         return _unary(self, OP_TANH, _np_tanh(self._data), None)

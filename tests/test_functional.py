@@ -132,3 +132,17 @@ def test_relu_backward_in_place_does_not_touch_shared_gradients(dtype):
     y = x * 1.0
     ((y.relu() * 3.0) + y).sum().backward()
     np.testing.assert_array_equal(x.grad, [1, 6, 1, 8])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_and_bias_add_match_numpy_bits(dtype):
+    h = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 1.5, -1.5, -np.nan], dtype=dtype)
+    r = Tensor(h).relu().data
+    ref = np.maximum(h, 0.0)
+    assert r.dtype == dtype
+    np.testing.assert_array_equal(r, ref)
+    np.testing.assert_array_equal(np.signbit(r), np.signbit(ref))
+    np.testing.assert_array_equal(Tensor(h.reshape(2, 4).T).relu().data, ref.reshape(2, 4).T)
+    rng = np.random.default_rng(5)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(6, 5, 4), (3, 4), (3,)])
+    np.testing.assert_array_equal(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b)
