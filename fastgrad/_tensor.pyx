@@ -731,6 +731,31 @@ cdef tuple _cross_entropy_fast(object xv, object tv, Py_ssize_t n, Py_ssize_t c)
     return _np_asarray(total / n, dtype=xv.dtype), z, lse, ti
 
 
+cdef object _ce_grad(object z, object lse, object t, object scale):
+    """(softmax(z) - onehot(t)) * scale with the compiled row loops, or None if the arrays do
+    not fit them (the caller then uses numpy)."""
+    if not ((z.dtype is _F32 or z.dtype is _F64) and t.dtype is _np_intp
+            and lse.dtype is z.dtype and z.ndim == 2):
+        return None
+    cdef Py_ssize_t rows = z.shape[0], c = z.shape[1]
+    cdef void *pz = _buf(z, False)
+    cdef void *pl = _buf(lse, False)
+    cdef void *pt = _buf(t, False)
+    if pz == NULL or pl == NULL or pt == NULL:
+        return None
+    p = _np_empty_like(z)
+    cdef void *pp = _buf(p, True)
+    if z.dtype is _F32:
+        _ce_logp[float](<float *>pz, <float *>pl, <float *>pp, rows, c)
+        _np_exp(p, out=p)
+        _ce_finish[float](<float *>pp, <Py_ssize_t *>pt, <float>scale, rows, c)
+    else:
+        _ce_logp[double](<double *>pz, <double *>pl, <double *>pp, rows, c)
+        _np_exp(p, out=p)
+        _ce_finish[double](<double *>pp, <Py_ssize_t *>pt, <double>scale, rows, c)
+    return p
+
+
 def binary_cross_entropy(input, target):
     """Mean of -(t log p + (1-t) log(1-p)) with logs clamped at -100 like PyTorch."""
     pv = _operand(input)
@@ -1319,8 +1344,8 @@ cdef int _backward_node(Tensor n, object g) except -1:
             if kid is not None:
                 _accum(<Tensor>kid, g[lead + (i,)], False)
     elif op == OP_RELU:
-        # numpy's vectorised multiply by the mask: a per-element branch (np.where or a C loop)
-        # mispredicts half the time and measured 5x slower on (256, 128)
+        # one branch-free compiled pass (a per-element branch, np.where or a naive C loop,
+        # mispredicts half the time and measured 5x slower on (256, 128))
         _accum(n.a, _relu_grad(g, out, n._owned), True)
     elif op == OP_TANH:
         _accum(n.a, g * (1.0 - out * out), True)
@@ -1346,21 +1371,8 @@ cdef int _backward_node(Tensor n, object g) except -1:
         z = n.x0
         rows = z.shape[0]
         scale = g / rows
-        if z.dtype is _F32 and n.x1.dtype is _np_intp:
-            p = _np_empty_like(z)
-            _ce_logp[float](<float *>_buf(z, False), <float *>_buf(n.aux, False),
-                            <float *>_buf(p, True), rows, z.shape[1])
-            _np_exp(p, out=p)
-            _ce_finish[float](<float *>_buf(p, True), <Py_ssize_t *>_buf(n.x1, False),
-                              <float>scale, rows, z.shape[1])
-        elif z.dtype is _F64 and n.x1.dtype is _np_intp:
-            p = _np_empty_like(z)
-            _ce_logp[double](<double *>_buf(z, False), <double *>_buf(n.aux, False),
-                             <double *>_buf(p, True), rows, z.shape[1])
-            _np_exp(p, out=p)
-            _ce_finish[double](<double *>_buf(p, True), <Py_ssize_t *>_buf(n.x1, False),
-                               <double>scale, rows, z.shape[1])
-        else:
+        p = _ce_grad(z, n.aux, n.x1, scale)
+        if p is None:
             p = _np_exp(z - n.aux[:, None])
             p[_np_arange(rows), n.x1] -= 1.0
             p *= scale
