@@ -293,10 +293,13 @@ cdef tuple _kept_shape(tuple shape, tuple axes):
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiled loops for the row-wise parts of cross-entropy and for relu's backward: numpy's
-# reductions and broadcasts along a short last axis (N, C) run one inner loop per row, ~40 us
-# for (256, 10); exp itself stays numpy's (vectorised) ufunc. Same arithmetic as the numpy
-# expressions they replace, in the array's dtype (row sums of exp are accumulated in double).
+# Compiled loops for the numpy passes that are slow for their size in a batch step: the
+# row-wise parts of cross-entropy (numpy's reductions and broadcasts along a short last axis
+# run one inner loop per row, ~40 us for (256, 10); exp itself stays numpy's vectorised ufunc),
+# relu forward and backward, linear's bias add and its bias-gradient column sum. Same
+# arithmetic as the numpy expressions they replace, in the array's dtype (bit-identical except
+# cross-entropy's row sums of exp, accumulated in double). Arrays that are not C-contiguous
+# float32/float64 take the numpy expressions.
 
 
 cdef void *_buf(object arr, bint writable) except? NULL:
