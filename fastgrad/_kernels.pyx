@@ -155,8 +155,8 @@ def sgd_step(list params, list grads, list bufs, list firsts, double lr, double 
     return skipped
 
 
-def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list steps, double lr, double beta1, double beta2, double eps, double weight_decay,
-              bint decoupled):
+def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list steps, double lr,
+              double beta1, double beta2, double eps, double weight_decay, bint decoupled):
     """torch.optim.Adam / AdamW (no amsgrad) on every params[i] in place; steps[i] is its step
     count, already incremented (from 1).
     Returns the indices it could not update."""
