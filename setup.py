@@ -33,7 +33,12 @@ class BuildExt(build_ext):
         if os.environ.get("FASTGRAD_NATIVE") == "1" and not msvc:
             flags.append("-march=native")
         for ext in self.extensions:
-            ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
+            own = list(flags)
+            if ext.name == "fastgrad._kernels" and not msvc:
+                # sqrt without errno: gcc/clang vectorise Adam's square root (still correctly
+                # rounded, the same bits as np.sqrt); its arguments are never negative
+                own.append("-fno-math-errno")
+            ext.extra_compile_args = own + list(ext.extra_compile_args or [])
         super().build_extensions()
 
 

@@ -9,8 +9,9 @@
 # bit-for-bit those of the numpy fallback, in float32 and float64 (tested).
 #
 # Loops have no branches inside (one loop per case), so gcc vectorises them. Adam's square root
-# is the exception: with C's errno semantics a sqrt loop stays scalar, so Adam runs in three
-# passes: moments (compiled), numpy's vectorised sqrt into a scratch array, update (compiled).
+# too: this extension is compiled with -fno-math-errno (setup.py), so sqrt/sqrtf become the
+# vector square root, which is correctly rounded like numpy's np.sqrt (same bits), and Adam
+# runs in two passes: moments, then the update.
 #
 # Arrays are taken through the buffer protocol and must be C-contiguous float32/float64 of one
 # dtype (the parameter also writable). Anything else is reported back to the caller, which
@@ -18,10 +19,9 @@
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
 from cython cimport floating
+from libc.math cimport sqrt, sqrtf
 
 import numpy as np
-
-cdef object _np_sqrt = np.sqrt
 
 
 cdef int _acquire(object arr, Py_buffer *view, bint writable) except -1:
@@ -100,11 +100,15 @@ cdef void _adam_moments(floating *param, floating *grad, floating *m, floating *
             v[i] = v[i] * beta2 + one_minus_beta2 * (g * g)
 
 
-cdef void _adam_apply(floating *param, floating *m, floating *sqrt_v, Py_ssize_t n,
+cdef void _adam_apply(floating *param, floating *m, floating *v, Py_ssize_t n,
                       floating step_size, floating bc2_sqrt, floating eps) noexcept nogil:
     cdef Py_ssize_t i
-    for i in range(n):
-        param[i] = param[i] - step_size * (m[i] / (sqrt_v[i] / bc2_sqrt + eps))
+    if floating is float:
+        for i in range(n):
+            param[i] = param[i] - step_size * (m[i] / (sqrtf(v[i]) / bc2_sqrt + eps))
+    else:
+        for i in range(n):
+            param[i] = param[i] - step_size * (m[i] / (sqrt(v[i]) / bc2_sqrt + eps))
 
 
 def sgd_step(list params, list grads, list bufs, list firsts, double lr, double momentum,
@@ -151,14 +155,13 @@ def sgd_step(list params, list grads, list bufs, list firsts, double lr, double 
     return skipped
 
 
-def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list scratch,
-              list steps, double lr, double beta1, double beta2, double eps, double weight_decay,
-              bint decoupled):
+def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list steps, double lr,
+              double beta1, double beta2, double eps, double weight_decay, bint decoupled):
     """torch.optim.Adam / AdamW (no amsgrad) on every params[i] in place; steps[i] is its step
-    count, already incremented (from 1); scratch[i] an array like params[i] for sqrt(v).
+    count, already incremented (from 1).
     Returns the indices it could not update."""
     cdef Py_ssize_t i, n
-    cdef Py_buffer pv, gv, mv, vv, sv
+    cdef Py_buffer pv, gv, mv, vv
     cdef list skipped = []
     cdef long t
     cdef double step_size, bc2_sqrt, shrink = 1.0 - lr * weight_decay
@@ -181,14 +184,7 @@ def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list scr
             PyBuffer_Release(&mv)
             skipped.append(i)
             continue
-        if not _acquire(scratch[i], &sv, True):
-            PyBuffer_Release(&pv)
-            PyBuffer_Release(&gv)
-            PyBuffer_Release(&mv)
-            PyBuffer_Release(&vv)
-            skipped.append(i)
-            continue
-        if _same(&pv, &gv) and _same(&pv, &mv) and _same(&pv, &vv) and _same(&pv, &sv):
+        if _same(&pv, &gv) and _same(&pv, &mv) and _same(&pv, &vv):
             t = steps[i]
             step_size = lr / (1.0 - beta1 ** t)
             bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
@@ -202,16 +198,14 @@ def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list scr
                                      <float *>vv.buf, n, <float>(1.0 - beta1), <float>beta2,
                                      <float>(1.0 - beta2), <float>weight_decay, decoupled,
                                      <float>shrink)
-            _np_sqrt(exp_avg_sqs[i], out=scratch[i])
             if pv.itemsize == 8:
-                _adam_apply[double](<double *>pv.buf, <double *>mv.buf, <double *>sv.buf, n,
+                _adam_apply[double](<double *>pv.buf, <double *>mv.buf, <double *>vv.buf, n,
                                     step_size, bc2_sqrt, eps)
             else:
-                _adam_apply[float](<float *>pv.buf, <float *>mv.buf, <float *>sv.buf, n,
+                _adam_apply[float](<float *>pv.buf, <float *>mv.buf, <float *>vv.buf, n,
                                    <float>step_size, <float>bc2_sqrt, <float>eps)
         else:
             skipped.append(i)
-        PyBuffer_Release(&sv)
         PyBuffer_Release(&vv)
         PyBuffer_Release(&mv)
         PyBuffer_Release(&gv)

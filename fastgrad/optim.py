@@ -166,12 +166,10 @@ class Adam(Optimizer):
                 state["step"] = 0
                 state["exp_avg"] = np.zeros_like(param)
                 state["exp_avg_sq"] = np.zeros_like(param)
-                state["scratch"] = np.empty_like(param)     # the kernel's sqrt(v)
             state["step"] += 1
             steps.append(state["step"])
         return _kernels.adam_step(params, grads, [st["exp_avg"] for st in states],
-                                  [st["exp_avg_sq"] for st in states],
-                                  [st["scratch"] for st in states], steps, self.lr,
+                                  [st["exp_avg_sq"] for st in states], steps, self.lr,
                                   self.betas[0], self.betas[1], self.eps, self.weight_decay,
                                   self._decoupled)
 

@@ -96,3 +96,53 @@ def test_linear_with_mixed_dtypes_promotes_and_casts_grads_back():
     assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
     assert b.grad.dtype == np.float64
     np.testing.assert_array_equal(w.grad, np.full((4, 3), 2.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_compiled_path_matches_numpy_formula(dtype):
+    # the compiled row loops (C-contiguous float logits, any integer targets) against the
+    # numpy formula; non-contiguous logits and int32/uint8 targets take the same path
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((40, 7)) * 4).astype(dtype)
+    t = rng.integers(0, 7, 40)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    ref = np.mean(lse - z[np.arange(40), t])
+    p = np.exp(z - lse[:, None])
+    p[np.arange(40), t] -= 1
+    for logits, tt in [(z, t), (np.asfortranarray(z), t.astype(np.int32)),
+                       (z, t.astype(np.uint8)), (z, np.stack([t, t], 1)[:, 0])]:
+        x = Tensor(logits, requires_grad=True)
+        loss = F.cross_entropy(x, tt)
+        assert loss.dtype == dtype
+        loss.backward()
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(loss.item(), ref, rtol=tol)
+        np.testing.assert_allclose(x.grad, p / 40, rtol=tol, atol=tol / 40)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_in_place_does_not_touch_shared_gradients(dtype):
+    # relu's backward writes into its gradient buffer only when the sweep owns it: here the
+    # buffer is shared with another input of an add, whose gradient must stay intact
+    x = Tensor(np.array([-1.0, 2.0, -3.0, 4.0], dtype=dtype), requires_grad=True)
+    w = Tensor(np.zeros(4, dtype=dtype), requires_grad=True)
+    (x.relu() + w).backward(np.array([1.0, 2.0, 3.0, 4.0], dtype=dtype))
+    np.testing.assert_array_equal(w.grad, [1, 2, 3, 4])
+    np.testing.assert_array_equal(x.grad, [0, 2, 0, 4])
+    y = x * 1.0
+    ((y.relu() * 3.0) + y).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1, 6, 1, 8])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_and_bias_add_match_numpy_bits(dtype):
+    h = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 1.5, -1.5, -np.nan], dtype=dtype)
+    r = Tensor(h).relu().data
+    ref = np.maximum(h, 0.0)
+    assert r.dtype == dtype
+    np.testing.assert_array_equal(r, ref)
+    np.testing.assert_array_equal(np.signbit(r), np.signbit(ref))
+    np.testing.assert_array_equal(Tensor(h.reshape(2, 4).T).relu().data, ref.reshape(2, 4).T)
+    rng = np.random.default_rng(5)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(6, 5, 4), (3, 4), (3,)])
+    np.testing.assert_array_equal(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b)
