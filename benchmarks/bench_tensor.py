@@ -312,8 +312,12 @@ def main():
     parser.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS/OpenMP threads for numpy and torch (default: libraries' own)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats per training benchmark, best taken (default 5; --quick 3); "
+                             "more repeats steady the figures on a busy machine")
     args = parser.parse_args()
-    args.scale, args.repeats, args.op_number = (0.3, 3, 3000) if args.quick else (1.0, 5, 10000)
+    args.scale, repeats, args.op_number = (0.3, 3, 3000) if args.quick else (1.0, 5, 10000)
+    args.repeats = args.repeats or repeats
     args.dtypes = [np.float64, np.float32] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print(f"fastgrad {fastgrad.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
