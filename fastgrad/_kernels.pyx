@@ -45,6 +45,27 @@ cdef inline bint _same(Py_buffer *a, Py_buffer *b) noexcept:
     return a.itemsize == b.itemsize and a.len == b.len
 
 
+cdef int _acquire_all(list arrays, const bint *writable, Py_buffer *views) except -1:
+    """1 and filled views if every array is a C-contiguous float32/float64 buffer, all of one
+    dtype and length (views[k] writable where writable[k]); else 0, with nothing held."""
+    cdef Py_ssize_t k, count = len(arrays)
+    for k in range(count):
+        if not _acquire(arrays[k], &views[k], writable[k]):
+            _release_all(views, k)
+            return 0
+    for k in range(1, count):
+        if not _same(&views[0], &views[k]):
+            _release_all(views, count)
+            return 0
+    return 1
+
+
+cdef void _release_all(Py_buffer *views, Py_ssize_t count) noexcept:
+    cdef Py_ssize_t k
+    for k in range(count):
+        PyBuffer_Release(&views[k])
+
+
 cdef void _sgd_loop(floating *param, floating *grad, floating *buf, Py_ssize_t n, floating lr,
                     floating momentum, floating weight_decay, bint nesterov,
                     bint first) noexcept nogil:
@@ -117,41 +138,26 @@ def sgd_step(list params, list grads, list bufs, list firsts, double lr, double 
     buffer (ignored when momentum == 0), firsts[i] whether this is its first step.
     Returns the indices it could not update (unsupported arrays)."""
     cdef Py_ssize_t i
-    cdef Py_buffer pv, gv, bv
+    cdef Py_buffer views[3]  # parameter, gradient, momentum buffer
+    cdef bint writable[3]
+    writable[:] = [True, False, True]
     cdef list skipped = []
     cdef bint use_buf = momentum != 0
-    cdef bint first
+    cdef void *buf
     for i in range(len(params)):
-        if not _acquire(params[i], &pv, True):
+        arrays = [params[i], grads[i], bufs[i]] if use_buf else [params[i], grads[i]]
+        if not _acquire_all(arrays, writable, views):
             skipped.append(i)
             continue
-        if not _acquire(grads[i], &gv, False):
-            PyBuffer_Release(&pv)
-            skipped.append(i)
-            continue
-        if use_buf:
-            if not _acquire(bufs[i], &bv, True):
-                PyBuffer_Release(&pv)
-                PyBuffer_Release(&gv)
-                skipped.append(i)
-                continue
+        buf = views[2].buf if use_buf else views[0].buf  # not read without momentum
+        if views[0].itemsize == 8:
+            _sgd_loop[double](<double *>views[0].buf, <double *>views[1].buf, <double *>buf,
+                              views[0].len // 8, lr, momentum, weight_decay, nesterov, firsts[i])
         else:
-            bv = pv     # not read
-        if _same(&pv, &gv) and _same(&pv, &bv):
-            first = firsts[i]
-            if pv.itemsize == 8:
-                _sgd_loop[double](<double *>pv.buf, <double *>gv.buf, <double *>bv.buf,
-                                  pv.len // 8, lr, momentum, weight_decay, nesterov, first)
-            else:
-                _sgd_loop[float](<float *>pv.buf, <float *>gv.buf, <float *>bv.buf, pv.len // 4,
-                                 <float>lr, <float>momentum, <float>weight_decay, nesterov,
-                                 first)
-        else:
-            skipped.append(i)
-        if use_buf:
-            PyBuffer_Release(&bv)
-        PyBuffer_Release(&gv)
-        PyBuffer_Release(&pv)
+            _sgd_loop[float](<float *>views[0].buf, <float *>views[1].buf, <float *>buf,
+                             views[0].len // 4, <float>lr, <float>momentum, <float>weight_decay,
+                             nesterov, firsts[i])
+        _release_all(views, len(arrays))
     return skipped
 
 
@@ -161,53 +167,36 @@ def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list ste
     count, already incremented (from 1).
     Returns the indices it could not update."""
     cdef Py_ssize_t i, n
-    cdef Py_buffer pv, gv, mv, vv
+    cdef Py_buffer views[4]  # parameter, gradient, first and second moments
+    cdef bint writable[4]
+    writable[:] = [True, False, True, True]
     cdef list skipped = []
     cdef long t
     cdef double step_size, bc2_sqrt, shrink = 1.0 - lr * weight_decay
+    cdef void *p
+    cdef void *g
+    cdef void *m
+    cdef void *v
     for i in range(len(params)):
-        if not _acquire(params[i], &pv, True):
+        if not _acquire_all([params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]], writable, views):
             skipped.append(i)
             continue
-        if not _acquire(grads[i], &gv, False):
-            PyBuffer_Release(&pv)
-            skipped.append(i)
-            continue
-        if not _acquire(exp_avgs[i], &mv, True):
-            PyBuffer_Release(&pv)
-            PyBuffer_Release(&gv)
-            skipped.append(i)
-            continue
-        if not _acquire(exp_avg_sqs[i], &vv, True):
-            PyBuffer_Release(&pv)
-            PyBuffer_Release(&gv)
-            PyBuffer_Release(&mv)
-            skipped.append(i)
-            continue
-        if _same(&pv, &gv) and _same(&pv, &mv) and _same(&pv, &vv):
-            t = steps[i]
-            step_size = lr / (1.0 - beta1 ** t)
-            bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
-            n = pv.len // pv.itemsize
-            if pv.itemsize == 8:
-                _adam_moments[double](<double *>pv.buf, <double *>gv.buf, <double *>mv.buf,
-                                      <double *>vv.buf, n, 1.0 - beta1, beta2, 1.0 - beta2,
-                                      weight_decay, decoupled, shrink)
-            else:
-                _adam_moments[float](<float *>pv.buf, <float *>gv.buf, <float *>mv.buf,
-                                     <float *>vv.buf, n, <float>(1.0 - beta1), <float>beta2,
-                                     <float>(1.0 - beta2), <float>weight_decay, decoupled,
-                                     <float>shrink)
-            if pv.itemsize == 8:
-                _adam_apply[double](<double *>pv.buf, <double *>mv.buf, <double *>vv.buf, n,
-                                    step_size, bc2_sqrt, eps)
-            else:
-                _adam_apply[float](<float *>pv.buf, <float *>mv.buf, <float *>vv.buf, n,
-                                   <float>step_size, <float>bc2_sqrt, <float>eps)
+        p, g, m, v = views[0].buf, views[1].buf, views[2].buf, views[3].buf
+        t = steps[i]
+        step_size = lr / (1.0 - beta1 ** t)
+        bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
+        n = views[0].len // views[0].itemsize
+        if views[0].itemsize == 8:
+            _adam_moments[double](<double *>p, <double *>g, <double *>m, <double *>v, n,
+                                  1.0 - beta1, beta2, 1.0 - beta2, weight_decay, decoupled,
+                                  shrink)
+            _adam_apply[double](<double *>p, <double *>m, <double *>v, n, step_size, bc2_sqrt,
+                                eps)
         else:
-            skipped.append(i)
-        PyBuffer_Release(&vv)
-        PyBuffer_Release(&mv)
-        PyBuffer_Release(&gv)
-        PyBuffer_Release(&pv)
+            _adam_moments[float](<float *>p, <float *>g, <float *>m, <float *>v, n,
+                                 <float>(1.0 - beta1), <float>beta2, <float>(1.0 - beta2),
+                                 <float>weight_decay, decoupled, <float>shrink)
+            _adam_apply[float](<float *>p, <float *>m, <float *>v, n, <float>step_size,
+                               <float>bc2_sqrt, <float>eps)
+        _release_all(views, 4)
     return skipped
