@@ -442,10 +442,12 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
             bits &= ~((<uint64_t>1) << (s & 63))
             a = ca[s]
             if a < 0:
-                continue  # a leaf: nothing to propagate
+                continue  # a childless root: nothing to propagate
             b = cb[s]
-            _mark(reach, a, w, &bits, &lowest)
-            if b >= 0:
+            # Leaves have no rule to run, so only nodes with children are marked for a visit.
+            if ca[a] >= 0:
+                _mark(reach, a, w, &bits, &lowest)
+            if b >= 0 and ca[b] >= 0:
                 _mark(reach, b, w, &bits, &lowest)
             op = ops[s]
             g = grad[s]
