@@ -20,4 +20,3 @@ cdef int32_t new_leaf(double v) noexcept
 cdef Value wrap(int32_t s)
 # The slots reachable from root, ascending (a topological order), into A.order; returns count.
 cdef int32_t topo_order(int32_t root) noexcept
-cdef double op_forward(uint8_t op, double x, double y, double aux) noexcept nogil

@@ -278,10 +278,6 @@ cdef double _to_double(object x) except? -1.0:
 # Forward rules and the domain checks Python's float arithmetic makes
 
 
-cdef double op_forward(uint8_t op, double x, double y, double aux) noexcept nogil:
-    return _forward(op, x, y, aux)
-
-
 cdef inline double _forward(uint8_t op, double x, double y, double aux) noexcept nogil:
     # inline, so that building a node with a known op compiles to just its arithmetic
     if op == OP_ADD:
