@@ -18,6 +18,9 @@ cdef enum:
     OP_EXP
     OP_LOG
     OP_SIGMOID
+    OP_MAX           # a if a >= b else b (ties go to a, the first operand)
+    OP_MIN           # a if a <= b else b (ties go to a)
+    OP_ABS           # |a|; gradient sign(a), 0 at 0
     OP_COUNT
 
 cdef enum:

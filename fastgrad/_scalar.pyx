@@ -25,7 +25,7 @@ from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.math cimport NAN, exp, floor, isfinite, isinf, log, pow, tanh
+from libc.math cimport NAN, exp, fabs, floor, isfinite, isinf, log, pow, tanh
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memset
@@ -61,7 +61,8 @@ cdef dict _labels = {}
 cdef dict _op_names = {}
 
 # How `_op` spells each op code, as micrograd writes it (OP_POW_CONST adds its exponent).
-cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid')
+cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid',
+                            'max', 'min', 'abs')
 
 A.size = 0
 A.capacity = 0
@@ -298,6 +299,12 @@ cdef inline double _forward(uint8_t op, double x, double y, double aux) noexcept
         return log(x)
     if op == OP_SIGMOID:
         return _sigmoid(x)
+    if op == OP_MAX:
+        return y if y > x else x  # Python's max(x, y): the first unless the second is larger
+    if op == OP_MIN:
+        return y if y < x else x
+    if op == OP_ABS:
+        return fabs(x)
     return NAN
 
 
@@ -360,6 +367,20 @@ cdef Value _unary(Value v, uint8_t op):
     reserve(1)
     cdef int32_t a = v.slot
     return wrap(new_node(op, a, -1, _forward(op, A.val[a], 0.0, 0.0), 0.0))
+
+
+cdef Value _extremum(Value v, object other, uint8_t op):
+    cdef double x
+    cdef int32_t c
+    if type(other) is Value:
+        reserve(1)
+        return wrap(_bin(op, v.slot, (<Value>other).slot))
+    if not _as_number(other, &x):
+        raise TypeError(f"{'max' if op == OP_MAX else 'min'}() needs a Value or a real number, "
+                        f"not {type(other).__name__}")
+    reserve(2)
+    c = new_leaf(x)  # a number becomes a constant leaf, as in every binary op
+    return wrap(_bin(op, v.slot, c))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +497,19 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
             elif op == OP_SIGMOID:
                 t = val[s]
                 grad[a] += (t * (1.0 - t)) * g
+            elif op == OP_MAX:
+                if val[b] > val[a]:
+                    grad[b] += g
+                else:
+                    grad[a] += g
+            elif op == OP_MIN:
+                if val[b] < val[a]:
+                    grad[b] += g
+                else:
+                    grad[a] += g
+            elif op == OP_ABS:
+                x = val[a]
+                grad[a] += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * g
         w -= 1
 
 
@@ -749,6 +783,21 @@ cdef class Value:
         """1 / (1 + e**-x), computed without overflow."""
         return _unary(self, OP_SIGMOID)
 
+    def max(self, other):
+        """The larger of self and other (seed 002's Max); the gradient goes to the larger one.
+
+        On a tie it goes to self, as Python's max(self, other) returns its first argument.
+        """
+        return _extremum(self, other, OP_MAX)
+
+    def min(self, other):
+        """The smaller of self and other; the gradient goes to the smaller one (self on a tie)."""
+        return _extremum(self, other, OP_MIN)
+
+    def __abs__(self):
+        """|x|; gradient sign(x), and 0 at 0 (as relu's is at its kink)."""
+        return _unary(self, OP_ABS)
+
     # -- differentiation ------------------------------------------------------------------------
 
     def backward(self):
@@ -1002,9 +1051,9 @@ cdef bint _valid_arity(int op, long a, long b, long i):
         return a < 0 and b < 0
     if op == OP_OPAQUE:
         return a >= 0 or b < 0
-    if op in (OP_ADD, OP_MUL, OP_POW):
+    if op in (OP_ADD, OP_MUL, OP_POW, OP_MAX, OP_MIN):
         return a >= 0 and b >= 0
-    if OP_POW_CONST <= op < OP_COUNT:
+    if OP_POW_CONST <= op < OP_COUNT:  # the unary ops
         return a >= 0 and b < 0
     return False
 

@@ -124,8 +124,31 @@ def _sigmoid_rule(out):
     a.grad += (out.data * (1.0 - out.data)) * out.grad
 
 
+def _max_rule(out):
+    a, b = out._children
+    if b.data > a.data:
+        b.grad += out.grad
+    else:
+        a.grad += out.grad
+
+
+def _min_rule(out):
+    a, b = out._children
+    if b.data < a.data:
+        b.grad += out.grad
+    else:
+        a.grad += out.grad
+
+
+def _abs_rule(out):
+    (a,) = out._children
+    x = a.data
+    a.grad += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * out.grad
+
+
 class Value:
-    """A scalar and its gradient: micrograd's Value, plus tanh, exp, log, sigmoid, Value**Value."""
+    """A scalar and its gradient: micrograd's Value, plus tanh, exp, log, sigmoid, Value**Value,
+    max, min and abs."""
 
     __array_ufunc__ = None  # numpy scalars on the left defer to Value
 
@@ -243,6 +266,25 @@ class Value:
 
     def sigmoid(self):
         return self._unary(_sigmoid(self.data), 'sigmoid', _sigmoid_rule)
+
+    def _extremum(self, other, op, rule):
+        if not isinstance(other, Value):
+            x = _as_number(other)
+            if x is None:
+                raise TypeError(f"{op}() needs a Value or a real number, not {type(other).__name__}")
+            other = Value(x)
+        x, y = self.data, other.data
+        data = (y if y > x else x) if op == 'max' else (y if y < x else x)
+        return Value._node(data, (self, other), op, rule)
+
+    def max(self, other):
+        return self._extremum(other, 'max', _max_rule)
+
+    def min(self, other):
+        return self._extremum(other, 'min', _min_rule)
+
+    def __abs__(self):
+        return self._unary(abs(self.data), 'abs', _abs_rule)
 
     def backward(self):
         # every node this one depends on (iteratively: graphs may be millions deep)

@@ -38,6 +38,11 @@ OPS = {
     "exp": (1, lambda x: x.exp(), GENERAL + [-700.0, 700.0]),
     "log": (1, lambda x: x.log(), POSITIVE + [1e-8, 1e-300]),
     "sigmoid": (1, lambda x: x.sigmoid(), GENERAL + [-800.0, 800.0]),
+    "max": (2, lambda x, y: x.max(y), [(-2.3, 0.4), (1.9, -0.7)]),
+    "max_number": (1, lambda x: x.max(0.5), GENERAL),
+    "min": (2, lambda x, y: x.min(y), [(-2.3, 0.4), (1.9, -0.7)]),
+    "min_number": (1, lambda x: x.min(0.5), GENERAL),
+    "abs": (1, lambda x: abs(x), GENERAL),
 }
 
 
@@ -90,6 +95,41 @@ def test_relu_gradient_at_zero_is_zero_as_in_micrograd():
     assert x.grad == 1.0
 
 
+@pytest.mark.parametrize("V", [Value, RefValue], ids=["compiled", "reference"])
+def test_max_and_min_send_the_gradient_to_the_chosen_operand_and_to_the_first_on_a_tie(V):
+    # seed 002's Max: the gradient flows only to the operand whose value was taken
+    a, b = V(1.0), V(2.0)
+    a.max(b).backward()
+    assert (a.grad, b.grad) == (0.0, 1.0)
+    a, b = V(1.0), V(2.0)
+    a.min(b).backward()
+    assert (a.grad, b.grad) == (1.0, 0.0)
+    for op in ("max", "min"):
+        a, b = V(3.0), V(3.0)
+        out = getattr(a, op)(b)
+        out.backward()
+        assert (out.data, a.grad, b.grad) == (3.0, 1.0, 0.0)
+    x = V(0.0)
+    abs(x).backward()
+    assert x.grad == 0.0  # no gradient at the kink, like relu
+    with pytest.raises(TypeError, match="max\\(\\) needs a Value or a real number, not str"):
+        V(1.0).max("2")
+
+
+def test_tanh_built_from_exp_equals_tanh():
+    # seed 001's exercise: tanh(n) = (e**2n - 1) / (e**2n + 1), written with exp, -, /
+    for x in (-2.1, -0.3, 0.0, 0.8813735870195432, 1.7):
+        n1 = Value(x)
+        e = (2 * n1).exp()
+        built = (e - 1) / (e + 1)
+        built.backward()
+        n2 = Value(x)
+        direct = n2.tanh()
+        direct.backward()
+        assert built.data == pytest.approx(direct.data, rel=1e-12, abs=1e-15)
+        assert n1.grad == pytest.approx(n2.grad, rel=1e-12, abs=1e-15)
+
+
 def test_op_spellings_follow_micrograd():
     x, y = Value(2.0), Value(3.0)
     assert (x + y)._op == "+"
@@ -103,6 +143,9 @@ def test_op_spellings_follow_micrograd():
     assert x.exp()._op == "exp"
     assert x.log()._op == "log"
     assert x.sigmoid()._op == "sigmoid"
+    assert x.max(y)._op == "max"
+    assert x.min(y)._op == "min"
+    assert abs(x)._op == "abs"
     assert (x ** y)._op == "**"
     assert x._op == ""
     # subtraction and division are built from + * ** as micrograd builds them

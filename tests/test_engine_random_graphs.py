@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from conftest import COMPILED, RefValue, Value
 
-UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "pow_const"]
-BINARY = ["add", "sub", "mul", "div", "pow"]
+UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "pow_const", "abs"]
+BINARY = ["add", "sub", "mul", "div", "pow", "max", "min"]
 WITH_NUMBER = ["add_number", "radd", "sub_number", "rsub", "mul_number", "rmul", "div_number", "rdiv"]
 EXPONENTS = [2, 3, -1, -2, 0.5, 1.5, 2.0, 0]
 MICROGRAD_OPS = ["neg", "relu", "pow_const", "add", "sub", "mul", "div"] + WITH_NUMBER
@@ -17,10 +17,10 @@ MICROGRAD_OPS = ["neg", "relu", "pow_const", "add", "sub", "mul", "div"] + WITH_
 finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False, allow_infinity=False)
 
 
-def instructions(numbers):
+def instructions(numbers, ops=UNARY + BINARY + WITH_NUMBER):
     """(op, operand index, operand index, number operand, exponent) with the given numbers."""
     return st.tuples(
-        st.sampled_from(UNARY + BINARY + WITH_NUMBER),
+        st.sampled_from(ops),
         st.integers(min_value=0, max_value=10**6),
         st.integers(min_value=0, max_value=10**6),
         numbers,
@@ -37,11 +37,14 @@ def apply(op, x, y, number, exponent):
         return -x
     if op == "pow_const":
         return x ** exponent
+    if op == "abs":
+        return abs(x)
     if op in ("relu", "tanh", "exp", "log", "sigmoid"):
         return getattr(x, op)()
     return {
         "add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
         "div": lambda: x / y, "pow": lambda: x ** y,
+        "max": lambda: x.max(y), "min": lambda: x.min(y),
         "add_number": lambda: x + number, "radd": lambda: number + x,
         "sub_number": lambda: x - number, "rsub": lambda: number - x,
         "mul_number": lambda: x * number, "rmul": lambda: number * x,
