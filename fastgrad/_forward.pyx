@@ -1,0 +1,159 @@
+# Forward mode on the scalar tape: a tangent sweep over the nodes already recorded.
+#
+# No second graph is built. topo_order() lists the nodes reachable from the output in
+# ascending slot order (children before parents); one pass over that list computes each node's
+# tangent from its children's with the op's derivative, the same local derivatives (and the
+# same conventions at kinks) as the reverse sweep in _scalar.pyx.
+#
+# Seeds: every Value given a tangent is perturbed by it. Its tangent is what flows in from its
+# children plus the given number, so for any set of Values (leaves or not)
+#     jvp(out, {v_i: d_i}) == sum_i d(out)/d(v_i) * d_i
+# where d(out)/d(v_i) is what out.backward() leaves in v_i.grad.
+#
+# Slots move when the arena compacts, and compaction can happen whenever Python code runs. So
+# every number is converted and every slot read before topo_order(), and from topo_order() to
+# the end of the sweep nothing runs but C.
+cimport cython
+from libc.math cimport NAN, log, pow
+from libc.stdint cimport int32_t, uint8_t
+from libc.stdlib cimport free, malloc, qsort
+
+from fastgrad._core cimport *
+from fastgrad._scalar cimport A, Value, topo_order
+
+import numbers
+
+
+ctypedef struct Seed:
+    int32_t slot
+    double tangent
+
+
+cdef int _by_slot(const void *p, const void *q) noexcept nogil:
+    cdef int32_t a = (<const Seed *>p).slot, b = (<const Seed *>q).slot
+    return (a > b) - (a < b)
+
+
+cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *seeds,
+                   Py_ssize_t k) noexcept nogil:
+    """Tangents of order[0..n) (ascending slots), into tan[slot]; returns the last one's.
+
+    seeds[0..k) are sorted by slot; seeds of slots not in order are ignored.
+    """
+    cdef const uint8_t *ops = A.op
+    cdef const int32_t *ca = A.a
+    cdef const int32_t *cb = A.b
+    cdef const double *val = A.val
+    cdef const double *aux = A.aux
+    cdef Py_ssize_t i, j = 0
+    cdef int32_t s, a, b
+    cdef double t, ta, tb, x, y, v
+    cdef uint8_t op
+    for i in range(n):
+        s = order[i]
+        op = ops[s]
+        a = ca[s]
+        b = cb[s]
+        ta = tan[a] if a >= 0 else 0.0
+        tb = tan[b] if b >= 0 else 0.0
+        if op == OP_ADD:
+            t = ta + tb
+        elif op == OP_MUL:
+            t = val[b] * ta + val[a] * tb
+        elif op == OP_POW_CONST:
+            y = aux[s]
+            t = (y * pow(val[a], y - 1.0)) * ta
+        elif op == OP_POW:
+            x = val[a]
+            y = val[b]
+            t = (y * pow(x, y - 1.0)) * ta
+            if x > 0.0:
+                t = t + (val[s] * log(x)) * tb
+            elif x < 0.0 and tb != 0.0:
+                t = NAN  # d/dy x**y has no real value for x < 0 (reverse mode's grad is NaN)
+        elif op == OP_RELU:
+            t = (1.0 if val[s] > 0.0 else 0.0) * ta  # 0 at 0, as backward
+        elif op == OP_TANH:
+            v = val[s]
+            t = (1.0 - v * v) * ta
+        elif op == OP_EXP:
+            t = val[s] * ta
+        elif op == OP_LOG:
+            t = ta / val[a]
+        elif op == OP_SIGMOID:
+            v = val[s]
+            t = (v * (1.0 - v)) * ta
+        elif op == OP_MAX:
+            t = tb if val[b] > val[a] else ta  # a tie follows the first operand
+        elif op == OP_MIN:
+            t = tb if val[b] < val[a] else ta
+        elif op == OP_ABS:
+            x = val[a]
+            t = (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * ta
+        else:
+            t = 0.0  # a leaf, or an opaque node (no derivative rule)
+        while j < k and seeds[j].slot < s:
+            j += 1
+        if j < k and seeds[j].slot == s:
+            t = t + seeds[j].tangent
+        tan[s] = t
+    return tan[order[n - 1]]
+
+
+cdef object _Real = numbers.Real
+
+
+cdef double _to_double(object x, object key) except? -1.0:
+    if type(x) is float:
+        return <double>x
+    if not isinstance(x, _Real):
+        raise TypeError(f"the tangent of {key!r} must be a real number, "
+                        f"not {type(x).__name__}")
+    return float(x)
+
+
+def jvp(Value output not None, tangents):
+    """d(output) along a direction: sum of d(output)/d(v) * tangents[v] over the dict.
+
+    One forward tangent sweep over the nodes recorded below ``output``, in C (no second
+    graph). ``tangents`` maps Values to numbers; Values not in it have tangent 0. A Value that
+    is not a leaf is perturbed as well (its tangent adds to what flows in from its children).
+
+    >>> from fastgrad import Value
+    >>> x = Value(2.0); y = Value(3.0)
+    >>> z = x * y + x
+    >>> jvp(z, {x: 1.0}), jvp(z, {y: 1.0}), jvp(z, {x: 1.0, y: 1.0})
+    (4.0, 2.0, 6.0)
+    """
+    # Python code first (converting a number may run any code, and build Values)...
+    cdef list keys = []
+    cdef list numbers = []
+    for key, number in dict(tangents).items():
+        if type(key) is not Value:
+            raise TypeError(f"tangents must map Values to numbers; got a key of type "
+                            f"{type(key).__name__}")
+        keys.append(key)
+        numbers.append(_to_double(number, key))
+    cdef Py_ssize_t k = len(keys), i
+    cdef Seed *seeds = <Seed *>malloc((k if k > 0 else 1) * sizeof(Seed))
+    if seeds == NULL:
+        raise MemoryError()
+    cdef double *tan = NULL
+    cdef int32_t n
+    cdef double result
+    try:
+        for i in range(k):
+            seeds[i].tangent = <double>numbers[i]
+        # ...then C only: slots are read here and stay put until the sweep ends.
+        for i in range(k):
+            seeds[i].slot = (<Value>keys[i]).slot
+        qsort(seeds, k, sizeof(Seed), _by_slot)
+        tan = <double *>malloc((<size_t>A.size) * sizeof(double))
+        if tan == NULL:
+            raise MemoryError("fastgrad: no memory for the tangent sweep")
+        n = topo_order(output.slot)
+        result = _sweep(n, A.order, tan, seeds, k)
+    finally:
+        free(tan)
+        free(seeds)
+    return result
