@@ -3,7 +3,7 @@
 ``fastgrad.Value`` is a drop-in for micrograd's Value (``fastgrad.engine``, ``fastgrad.nn``).
 ``fastgrad.Tensor`` is a numpy-backed tensor with PyTorch's names (``fastgrad.nn``,
 ``fastgrad.optim``, ``fastgrad.functional``).
-``fastgrad.jvp`` (forward mode) works on both.
+``fastgrad.jvp`` (forward mode) and ``fastgrad.draw_dot`` (graphviz drawing) work on both.
 """
 
 from fastgrad._version import __version__
@@ -11,6 +11,7 @@ from fastgrad.engine import Value
 from fastgrad.tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack
 from fastgrad import functional, nn, optim  # noqa: E402,F401  (nn last-imports tensor_nn)
 from fastgrad.forward import forward_grad, jvp
+from fastgrad.viz import draw_dot
 
 __all__ = ["__version__", "Value", "Tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
-           "stack", "functional", "nn", "optim", "jvp", "forward_grad"]
+           "stack", "functional", "nn", "optim", "jvp", "forward_grad", "draw_dot"]
