@@ -3,7 +3,8 @@
 ``fastgrad.Value`` is a drop-in for micrograd's Value (``fastgrad.engine``, ``fastgrad.nn``).
 ``fastgrad.Tensor`` is a numpy-backed tensor with PyTorch's names (``fastgrad.nn``,
 ``fastgrad.optim``, ``fastgrad.functional``).
-``fastgrad.jvp`` (forward mode) and ``fastgrad.draw_dot`` (graphviz drawing) work on both.
+``fastgrad.jvp`` (forward mode), ``fastgrad.draw_dot`` (graphviz drawing) and
+``fastgrad.gradcheck`` work on both.
 """
 
 from fastgrad._version import __version__
@@ -12,6 +13,8 @@ from fastgrad.tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, 
 from fastgrad import functional, nn, optim  # noqa: E402,F401  (nn last-imports tensor_nn)
 from fastgrad.forward import forward_grad, jvp
 from fastgrad.viz import draw_dot
+from fastgrad.gradcheck import GradcheckError, gradcheck  # the function shadows the module name
 
 __all__ = ["__version__", "Value", "Tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
-           "stack", "functional", "nn", "optim", "jvp", "forward_grad", "draw_dot"]
+           "stack", "functional", "nn", "optim", "jvp", "forward_grad", "draw_dot", "gradcheck",
+           "GradcheckError"]

@@ -76,12 +76,17 @@ def draw_dot(root, format='svg', rankdir='LR'):
     >>> from fastgrad import Value
     >>> x = Value(2.0, label='x'); y = x * x; y.label = 'y'
     >>> y.backward()
-    >>> print(draw_dot(y).source)  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    >>> dot = draw_dot(y)
+    >>> print(dot.source)  # doctest: +NORMALIZE_WHITESPACE
     digraph {
-    ... rankdir=LR
-    ... [label="{ y | data 4.0000 | grad 1.0000 }" shape=record]
-    ... [label="*"]
-    ...
+        graph [rankdir=LR]
+        n0 [label="{ y | data 4.0000 | grad 1.0000 }" shape=record]
+        n0_op [label="*"]
+        n0_op -> n0
+        n1 [label="{ x | data 2.0000 | grad 4.0000 }" shape=record]
+        n1 -> n0_op
+    }
+    <BLANKLINE>
     """
     graphviz = _graphviz()
     from fastgrad.tensor import Tensor
