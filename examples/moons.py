@@ -1,13 +1,17 @@
 """micrograd's moons demo on fastgrad: the same script with `micrograd` changed to `fastgrad`.
 
 Trains MLP(2, [16, 16, 1]) with an SVM max-margin loss and L2 regularisation by SGD, printing
-loss and accuracy per step, exactly as micrograd's demo.ipynb does.
+loss and accuracy per step, exactly as micrograd's demo.ipynb does, then saves the decision
+boundary to a PNG as the notebook draws it. matplotlib (plot) and tqdm (progress bar on a
+terminal) are optional: `pip install "fastgrad[examples]"`; without them the plot is skipped
+and the per-step lines are the progress.
 
-    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337]
+    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337] [--plot moons.png]
 """
 
 import argparse
 import random
+import sys
 import time
 
 import numpy as np
@@ -42,11 +46,61 @@ def loss(model, X, y, batch_size=None):
     return total_loss, sum(accuracy) / len(accuracy)
 
 
+def progress(steps):
+    """steps with a tqdm progress bar when tqdm is installed and stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return steps
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return steps
+    return tqdm(steps, unit="step", leave=False)
+
+
+def log(line):
+    """print, without breaking a tqdm bar if one is showing."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and sys.stderr.isatty():
+        tqdm.tqdm.write(line)
+    else:
+        print(line)
+
+
+def plot_decision_boundary(model, X, y, path, h=0.25):
+    """Save the model's decision regions and the data to path (micrograd's demo plot)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: skipping the decision-boundary plot "
+              "(pip install matplotlib)")
+        return None
+    x_min, x_max = X[:, 0].min() - 1, X[:, 0].max() + 1
+    y_min, y_max = X[:, 1].min() - 1, X[:, 1].max() + 1
+    xx, yy = np.meshgrid(np.arange(x_min, x_max, h), np.arange(y_min, y_max, h))
+    Xmesh = np.c_[xx.ravel(), yy.ravel()]
+    scores = [model(list(map(Value, xrow))) for xrow in Xmesh]
+    Z = np.array([s.data > 0 for s in scores]).reshape(xx.shape)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.contourf(xx, yy, Z, cmap=plt.cm.Spectral, alpha=0.8)
+    ax.scatter(X[:, 0], X[:, 1], c=y, s=40, cmap=plt.cm.Spectral)
+    ax.set_xlim(xx.min(), xx.max())
+    ax.set_ylim(yy.min(), yy.max())
+    ax.set_title("fastgrad MLP(2, [16, 16, 1]) on moons")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"saved the decision boundary to {path}")
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--plot", default="moons.png",
+                        help="where to save the decision boundary ('' for no plot)")
     args = parser.parse_args()
 
     np.random.seed(args.seed)
@@ -58,7 +112,7 @@ def main():
     print("number of parameters", len(model.parameters()))
 
     start = time.perf_counter()
-    for k in range(args.steps):
+    for k in progress(range(args.steps)):
         # forward
         total_loss, acc = loss(model, X, y)
 
@@ -71,9 +125,11 @@ def main():
         for p in model.parameters():
             p.data -= learning_rate * p.grad
 
-        print(f"step {k} loss {total_loss.data}, accuracy {acc*100}%")
+        log(f"step {k} loss {total_loss.data}, accuracy {acc*100}%")
     elapsed = time.perf_counter() - start
     print(f"{args.steps} steps in {elapsed:.2f} s ({1e3 * elapsed / max(args.steps, 1):.2f} ms per step)")
+    if args.plot:
+        plot_decision_boundary(model, X, y, args.plot)
 
 
 if __name__ == "__main__":
