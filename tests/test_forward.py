@@ -141,6 +141,35 @@ def test_deep_chain():
     assert jvp(y, {x: 1.0}) == 1.0
 
 
+# -- dual numbers ---------------------------------------------------------------------------------
+
+
+def test_dual_numbers_on_the_tape():
+    from fastgrad import Dual
+    x, y = Dual(2.0, 1.0), Dual(3.0)
+    p = x * (x + y + 2) + y * y
+    assert (p.value, p.tangent) == (23.0, 9.0)
+    assert isinstance(p.primal, Value)
+    assert repr(p) == "Dual(value=23.0, tangent=9.0)"
+    # seeds of both operands combine: the derivative along (1, 0.5)
+    x, y = Dual(0.7, 1.0), Dual(-0.4, 0.5)
+    ops = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b,
+           lambda a, b: a ** 2 + 3 ** a, lambda a, b: (a.max(b) - a.min(b)) * abs(b),
+           lambda a, b: a.tanh() + b.exp() + a.sigmoid() + b.relu() + a.log(),
+           lambda a, b: 2 - a + 1 / b - (-b) * 0.5 + (a ** 1.5), lambda a, b: 2.0 * a + 1]
+    for f in ops:
+        out = f(x, y)
+        vx, vy = Value(0.7), Value(-0.4)
+        ref = f(vx, vy)
+        ref.backward()
+        assert out.value == ref.data
+        assert out.tangent == pytest.approx(vx.grad + 0.5 * vy.grad, rel=1e-14, abs=1e-15)
+    assert Dual(1.0).tangent == 0.0
+    assert (Dual(2.0, 1.0) * Value(5.0)).tangent == 5.0  # a plain Value is a constant
+    with pytest.raises(TypeError):
+        Dual(1.0) + "a"
+
+
 # -- random graphs ------------------------------------------------------------------------------
 
 directions = st.lists(st.floats(-2.0, 2.0, allow_nan=False), min_size=4, max_size=4)
