@@ -16,7 +16,7 @@
 cimport cython
 from libc.math cimport NAN, log, pow
 from libc.stdint cimport int32_t, uint8_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport free, malloc, qsort, realloc
 
 from fastgrad._core cimport *
 from fastgrad._scalar cimport A, Value, topo_order
@@ -102,6 +102,26 @@ cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *see
 
 cdef object _Real = numbers.Real
 
+# The tangent buffer, indexed by slot, kept between calls (a fresh one per call would be
+# page-faulted in again every time), sized to the arena's capacity. Only the slots a sweep reaches are written, and each is
+# written before it is read, so it is never cleared. The GIL is held from topo_order() to the
+# end of a sweep, so no two sweeps share it.
+cdef double *_tan = NULL
+cdef size_t _tan_capacity = 0
+
+
+cdef double *_tangent_buffer(size_t n) except NULL:
+    global _tan, _tan_capacity
+    cdef double *p
+    # grows with the arena, and gives memory back when the arena has shrunk a lot
+    if n > _tan_capacity or (_tan_capacity > (1 << 16) and n < _tan_capacity // 4):
+        p = <double *>realloc(_tan, n * sizeof(double))
+        if p == NULL:
+            raise MemoryError("fastgrad: no memory for the tangent sweep")
+        _tan = p
+        _tan_capacity = n
+    return _tan
+
 
 cdef double _to_double(object x, object key) except? -1.0:
     if type(x) is float:
@@ -138,7 +158,7 @@ def jvp(Value output not None, tangents):
     cdef Seed *seeds = <Seed *>malloc((k if k > 0 else 1) * sizeof(Seed))
     if seeds == NULL:
         raise MemoryError()
-    cdef double *tan = NULL
+    cdef double *tan
     cdef int32_t n
     cdef double result
     try:
@@ -148,12 +168,9 @@ def jvp(Value output not None, tangents):
         for i in range(k):
             seeds[i].slot = (<Value>keys[i]).slot
         qsort(seeds, k, sizeof(Seed), _by_slot)
-        tan = <double *>malloc((<size_t>A.size) * sizeof(double))
-        if tan == NULL:
-            raise MemoryError("fastgrad: no memory for the tangent sweep")
+        tan = _tangent_buffer(<size_t>A.capacity)  # slots are below capacity
         n = topo_order(output.slot)
         result = _sweep(n, A.order, tan, seeds, k)
     finally:
-        free(tan)
         free(seeds)
     return result

@@ -10,6 +10,7 @@ For any direction, ``jvp(out, {v: d_v, ...})`` equals ``sum(v.grad * d_v)`` afte
 """
 
 import numbers
+from collections.abc import Mapping
 
 from fastgrad import engine
 
@@ -37,7 +38,7 @@ def jvp(output, tangents):
     >>> jvp(p, {x: 1.0}), jvp(p, {y: 1.0})
     (9.0, 8.0)
     """
-    if not isinstance(tangents, dict):
+    if not isinstance(tangents, Mapping):
         raise TypeError(f"tangents must be a dict (node -> tangent), not {type(tangents).__name__}")
     from fastgrad.tensor import Tensor
     if isinstance(output, Tensor):
