@@ -29,8 +29,9 @@ def jvp(output, tangents):
       and min follow the first operand on a tie, an op built as ``Value(data, children, op)``
       passes no derivative, and ``x ** y`` with x < 0 has no derivative in y (NaN if the
       direction moves y).
-    - Tensor: ``tangents`` maps Tensors to arrays of their shape (or numbers, broadcast);
-      returns a numpy array shaped like ``output`` (the tensor engine's ``tensor_jvp``).
+    - Tensor: ``tangents`` maps input Tensors (leaves with ``requires_grad=True``) to arrays
+      of their shape (or numbers, broadcast); returns a numpy array shaped like ``output``
+      (the tensor engine's ``fastgrad._tensor.tensor_jvp``, whose errors it raises).
 
     >>> from fastgrad import Value
     >>> x = Value(2.0); y = Value(3.0)
@@ -48,7 +49,7 @@ def jvp(output, tangents):
             raise NotImplementedError(
                 "forward mode for Tensors needs fastgrad._tensor.tensor_jvp, which this build "
                 "does not have")
-        return tensor_jvp(output, tangents)
+        return tensor_jvp(output, dict(tangents))
     if engine.ENGINE == "compiled":
         from fastgrad._scalar import Value as CompiledValue
         if type(output) is CompiledValue:
