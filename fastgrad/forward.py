@@ -236,7 +236,7 @@ def _pure_jvp(output, tangents):
             if id(child) not in reachable:
                 reachable[id(child)] = child
                 stack.append(child)
-    tan = {}
+    tan: dict[int, float] = {}
     for v in sorted(reachable.values(), key=lambda v: v._created):  # children first
         rule = v._rule
         kids = v._children

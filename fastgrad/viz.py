@@ -5,6 +5,8 @@ rendering to SVG/PNG also needs Graphviz's ``dot`` program (the DOT source is av
 without it, as ``draw_dot(root).source``).
 """
 
+import importlib
+
 __all__ = ["draw_dot", "trace"]
 
 _RECORD_SPECIALS = str.maketrans({c: "\\" + c for c in '\\{}|<>"'})
@@ -53,7 +55,8 @@ def _order_key(node):
 
 def _graphviz():
     try:
-        import graphviz
+        # imported by name: graphviz is an optional extra and ships no type information
+        graphviz = importlib.import_module("graphviz")
     except ImportError:
         raise ImportError("draw_dot needs the graphviz package: pip install fastgrad[viz]") from None
     return graphviz
