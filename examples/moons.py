@@ -1,12 +1,14 @@
 """micrograd's moons demo on fastgrad: the same script with `micrograd` changed to `fastgrad`.
 
 Trains MLP(2, [16, 16, 1]) with an SVM max-margin loss and L2 regularisation by SGD, printing
-loss and accuracy per step, exactly as micrograd's demo.ipynb does, then saves the decision
-boundary to a PNG as the notebook draws it. matplotlib (plot) and tqdm (progress bar on a
-terminal) are optional: `pip install "fastgrad[examples]"`; without them the plot is skipped
-and the per-step lines are the progress.
+loss and accuracy per step, exactly as micrograd's demo.ipynb does.
 
-    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337] [--plot moons.png]
+Then it saves the decision boundary to a PNG as the notebook draws it (--plot PATH, default
+moons.png; --plot '' for none). matplotlib (the plot) and tqdm (a progress bar on a terminal)
+are optional, `pip install "fastgrad[examples]"`: without them the plot is skipped and the
+per-step lines are the progress.
+
+    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337]
 """
 
 import argparse
@@ -44,6 +46,47 @@ def loss(model, X, y, batch_size=None):
     # also get accuracy
     accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores)]
     return total_loss, sum(accuracy) / len(accuracy)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plot", default="moons.png",
+                        help="where to save the decision boundary ('' for no plot)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args()
+
+    np.random.seed(args.seed)
+    random.seed(args.seed)
+    X, y = make_moons(n_samples=args.samples, noise=0.1, seed=args.seed)
+
+    model = MLP(2, [16, 16, 1])  # 2-layer neural network
+    print(model)
+    print("number of parameters", len(model.parameters()))
+
+    start = time.perf_counter()
+    for k in progress(range(args.steps)):
+        # forward
+        total_loss, acc = loss(model, X, y)
+
+        # backward
+        model.zero_grad()
+        total_loss.backward()
+
+        # update (sgd)
+        learning_rate = 1.0 - 0.9 * k / 100
+        for p in model.parameters():
+            p.data -= learning_rate * p.grad
+
+        log(f"step {k} loss {total_loss.data}, accuracy {acc*100}%")
+    elapsed = time.perf_counter() - start
+    print(f"{args.steps} steps in {elapsed:.2f} s ({1e3 * elapsed / max(args.steps, 1):.2f} ms per step)")
+    if args.plot:
+        plot_decision_boundary(model, X, y, args.plot)
+
+
+# -- optional extras: progress bar and decision-boundary plot -----------------------------------
 
 
 def progress(steps):
@@ -92,44 +135,6 @@ def plot_decision_boundary(model, X, y, path, h=0.25):
     plt.close(fig)
     print(f"saved the decision boundary to {path}")
     return path
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--plot", default="moons.png",
-                        help="where to save the decision boundary ('' for no plot)")
-    args = parser.parse_args()
-
-    np.random.seed(args.seed)
-    random.seed(args.seed)
-    X, y = make_moons(n_samples=args.samples, noise=0.1, seed=args.seed)
-
-    model = MLP(2, [16, 16, 1])  # 2-layer neural network
-    print(model)
-    print("number of parameters", len(model.parameters()))
-
-    start = time.perf_counter()
-    for k in progress(range(args.steps)):
-        # forward
-        total_loss, acc = loss(model, X, y)
-
-        # backward
-        model.zero_grad()
-        total_loss.backward()
-
-        # update (sgd)
-        learning_rate = 1.0 - 0.9 * k / 100
-        for p in model.parameters():
-            p.data -= learning_rate * p.grad
-
-        log(f"step {k} loss {total_loss.data}, accuracy {acc*100}%")
-    elapsed = time.perf_counter() - start
-    print(f"{args.steps} steps in {elapsed:.2f} s ({1e3 * elapsed / max(args.steps, 1):.2f} ms per step)")
-    if args.plot:
-        plot_decision_boundary(model, X, y, args.plot)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,16 @@
 ``fastgrad.Value`` is a drop-in for micrograd's Value (``fastgrad.engine``, ``fastgrad.nn``).
 ``fastgrad.Tensor`` is a numpy-backed tensor with PyTorch's names (``fastgrad.nn``,
 ``fastgrad.optim``, ``fastgrad.functional``).
-``fastgrad.jvp`` (forward mode; ``fastgrad.Dual`` for Values), ``fastgrad.draw_dot`` (graphviz drawing) and
-``fastgrad.gradcheck`` work on both.
 """
 
 from fastgrad._version import __version__
 from fastgrad.engine import Value
 from fastgrad.tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack
-from fastgrad import functional, nn, optim  # noqa: E402,F401  (nn last-imports tensor_nn)
-from fastgrad.forward import Dual, forward_grad, jvp
+from fastgrad.forward import Dual, forward_grad, jvp  # forward mode, for Values and Tensors
 from fastgrad.viz import draw_dot
 from fastgrad.gradcheck import GradcheckError, gradcheck  # the function shadows the module name
+from fastgrad import functional, nn, optim  # noqa: E402,F401  (nn last-imports tensor_nn)
 
 __all__ = ["__version__", "Value", "Tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
-           "stack", "functional", "nn", "optim", "jvp", "forward_grad", "Dual", "draw_dot", "gradcheck",
-           "GradcheckError"]
+           "stack", "functional", "nn", "optim", "jvp", "forward_grad", "Dual", "draw_dot",
+           "gradcheck", "GradcheckError"]
