@@ -1,12 +1,10 @@
 """micrograd's moons demo on fastgrad: the same script with `micrograd` changed to `fastgrad`.
 
 Trains MLP(2, [16, 16, 1]) with an SVM max-margin loss and L2 regularisation by SGD, printing
-loss and accuracy per step, exactly as micrograd's demo.ipynb does.
-
-Then it saves the decision boundary to a PNG as the notebook draws it (--plot PATH, default
-moons.png; --plot '' for none). matplotlib (the plot) and tqdm (a progress bar on a terminal)
-are optional, `pip install "fastgrad[examples]"`: without them the plot is skipped and the
-per-step lines are the progress.
+loss and accuracy per step, exactly as micrograd's demo.ipynb does. Then it saves the decision
+boundary to a PNG as the notebook draws it (--plot PATH, default moons.png; --plot '' for none).
+matplotlib (the plot) and tqdm (a progress bar on a terminal) are optional, `pip install
+"fastgrad[examples]"`: without them the plot is skipped and the per-step lines are the progress.
 
     python examples/moons.py [--steps 100] [--samples 100] [--seed 1337]
 """
