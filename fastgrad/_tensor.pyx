@@ -1416,9 +1416,9 @@ cdef int _linear_grads(Tensor n, object g) except -1:
 # Forward mode: the tangent sweep (Jacobian-vector products)
 #
 # tensor_jvp walks the nodes recorded behind an output in _topo's order (children first), the
-# reverse sweep's order read front to back, and gives each node the tangent of its value, d
-# node along the inputs' tangents, from its children's tangents: one case per op code, using
-# the operands and parameters backward saved. No second graph is built. Tangents live in a
+# reverse sweep's order read front to back, and gives each node its tangent (the derivative of
+# its value along the inputs' tangents) from its children's: one case per op code, using the
+# operands and parameters backward saved. No second graph is built. Tangents live in a
 # dict keyed by node address, never on the nodes; a node none of whose children carries a
 # tangent gets none (an exact zero: no array, no work), and a tangent is dropped as soon as
 # its last parent has used it (the forward twin of backward freeing intermediate buffers).
