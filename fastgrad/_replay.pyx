@@ -14,6 +14,12 @@
 # order as in the arena's own sweep, and every value and gradient is bit-identical to those of
 # a freshly built graph. The rules themselves are the arena's (fastgrad/_rules.pxd, inlined).
 #
+# One pattern is fused: micrograd's Neuron is a chain of `acc + w*x`, and a product whose only
+# use is the sum right after it becomes one MULADD instruction (the product's node disappears).
+# It runs both rules back to back, exactly as the separate nodes would (the product's gradient
+# is still computed as 0.0 + g), so the fusion changes no bit; it halves the instructions of
+# an MLP.
+#
 # The program refers to no arena slot: it holds its leaves' Value handles and reads their slots
 # at each call, so compactions of the arena between calls do not matter.
 #
@@ -36,10 +42,13 @@ cdef extern from "Python.h":
     int PyGC_Disable()
     int PyGC_Enable()
 
+cdef enum:
+    OP_MULADD = 100   # program-only: a + b * c (the sum of a node and a product used only there)
+
 __all__ = ["Program", "record", "sgd_step"]
 
-# Bytes per node of a program: op, two children, aux, value, gradient.
-cdef size_t _NODE_BYTES = sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
+# Bytes per instruction of a program: op, three operands, aux, value, gradient.
+cdef size_t _NODE_BYTES = sizeof(uint8_t) + 3 * sizeof(int32_t) + 3 * sizeof(double)
 cdef int _PICKLE_VERSION = 1
 
 
@@ -49,7 +58,7 @@ cdef inline bint _checked(uint8_t op) noexcept nogil:
 
 
 cdef int32_t _run_forward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
-                          const double *aux, double *val, int32_t start,
+                          const int32_t *cc, const double *aux, double *val, int32_t start,
                           int32_t n) noexcept nogil:
     """Recompute nodes start..n-1; stop early at a node where a fresh build might raise."""
     cdef int32_t i
@@ -57,20 +66,39 @@ cdef int32_t _run_forward(const uint8_t *op, const int32_t *ca, const int32_t *c
     cdef double v
     for i in range(start, n):
         o = op[i]
-        v = _forward(o, val[ca[i]], val[cb[i]], aux[i])
-        val[i] = v
-        if not isfinite(v) and _checked(o):
-            return i
+        if o == OP_MULADD:
+            val[i] = _forward(OP_ADD, val[ca[i]], _forward(OP_MUL, val[cb[i]], val[cc[i]], 0.0),
+                              0.0)
+        elif o == OP_ADD:
+            val[i] = _forward(OP_ADD, val[ca[i]], val[cb[i]], 0.0)
+        elif o == OP_MUL:
+            val[i] = _forward(OP_MUL, val[ca[i]], val[cb[i]], 0.0)
+        else:
+            v = _forward(o, val[ca[i]], val[cb[i]], aux[i])
+            val[i] = v
+            if not isfinite(v) and _checked(o):
+                return i
     return n
 
 
 cdef void _run_backward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
-                        const double *aux, const double *val, double *grad, int32_t stop,
-                        int32_t n) noexcept nogil:
+                        const int32_t *cc, const double *aux, const double *val, double *grad,
+                        int32_t stop, int32_t n) noexcept nogil:
     """micrograd's rules from the last node down to node stop (the first op)."""
-    cdef int32_t i
+    cdef int32_t i, b, c
+    cdef double g, gp
     for i in range(n - 1, stop - 1, -1):
-        _backward_rule(op[i], i, ca[i], cb[i], val, grad, aux)
+        if op[i] == OP_MULADD:
+            # the sum's rule, then the product's, whose gradient starts at 0 as in the arena
+            g = grad[i]
+            grad[ca[i]] += g
+            gp = 0.0 + g
+            b = cb[i]
+            c = cc[i]
+            grad[b] += val[c] * gp
+            grad[c] += val[b] * gp
+        else:
+            _backward_rule(op[i], i, ca[i], cb[i], val, grad, aux)
 
 
 cdef inline int32_t _slot(tuple leaves, Py_ssize_t k) noexcept:
@@ -94,10 +122,11 @@ cdef class Program:
     >>> prog.backward(); w.grad
     5.0
     """
-    cdef int32_t n, n_params, n_inputs, n_leaves, root, n_outputs
+    cdef int32_t n, n_nodes, n_params, n_inputs, n_leaves, root, n_outputs
     cdef uint8_t *op
     cdef int32_t *ca
     cdef int32_t *cb
+    cdef int32_t *cc
     cdef double *aux
     cdef double *val
     cdef double *grad
@@ -111,6 +140,7 @@ cdef class Program:
         self.op = NULL
         self.ca = NULL
         self.cb = NULL
+        self.cc = NULL
         self.aux = NULL
         self.val = NULL
         self.grad = NULL
@@ -123,6 +153,7 @@ cdef class Program:
         PyMem_Free(self.op)
         PyMem_Free(self.ca)
         PyMem_Free(self.cb)
+        PyMem_Free(self.cc)
         PyMem_Free(self.aux)
         PyMem_Free(self.val)
         PyMem_Free(self.grad)
@@ -135,11 +166,12 @@ cdef class Program:
         self.op = <uint8_t *>PyMem_Malloc(m * sizeof(uint8_t))
         self.ca = <int32_t *>PyMem_Malloc(m * sizeof(int32_t))
         self.cb = <int32_t *>PyMem_Malloc(m * sizeof(int32_t))
+        self.cc = <int32_t *>PyMem_Malloc(m * sizeof(int32_t))
         self.aux = <double *>PyMem_Malloc(m * sizeof(double))
         self.val = <double *>PyMem_Malloc(m * sizeof(double))
         self.grad = <double *>PyMem_Malloc(m * sizeof(double))
         self.out_index = <int32_t *>PyMem_Malloc(<size_t>max(n_outputs, 1) * sizeof(int32_t))
-        if (self.op == NULL or self.ca == NULL or self.cb == NULL or self.aux == NULL
+        if (self.op == NULL or self.ca == NULL or self.cb == NULL or self.cc == NULL or self.aux == NULL
                 or self.val == NULL or self.grad == NULL or self.out_index == NULL):
             raise MemoryError("fastgrad: cannot allocate a recorded program")
         memset(self.grad, 0, m * sizeof(double))
@@ -171,7 +203,7 @@ cdef class Program:
         cdef uint8_t op
         cdef double x
         while True:
-            i = _run_forward(self.op, self.ca, self.cb, self.aux, self.val, i, self.n)
+            i = _run_forward(self.op, self.ca, self.cb, self.cc, self.aux, self.val, i, self.n)
             if i == self.n:
                 break
             # A non-finite value where a fresh build may have raised: raise as it would.
@@ -217,8 +249,8 @@ cdef class Program:
             self.grad[k] = A.grad[s]
         memset(self.grad + n_read, 0, <size_t>(self.n - n_read) * sizeof(double))
         self.grad[self.root] = 1.0
-        _run_backward(self.op, self.ca, self.cb, self.aux, self.val, self.grad, self.n_leaves,
-                      self.n)
+        _run_backward(self.op, self.ca, self.cb, self.cc, self.aux, self.val, self.grad,
+                      self.n_leaves, self.n)
         for k in range(n_read):
             A.grad[_slot(leaves, k)] = self.grad[k]
 
@@ -287,8 +319,13 @@ cdef class Program:
 
     @property
     def nodes(self):
-        """The number of nodes (leaves included)."""
-        return self.n
+        """The number of nodes of the recorded graph (leaves included)."""
+        return self.n_nodes
+
+    @property
+    def instructions(self):
+        """The number of instructions replayed (ops after fusing products into sums)."""
+        return self.n - self.n_leaves
 
     @property
     def constants(self):
@@ -302,9 +339,10 @@ cdef class Program:
                             + sizeof(int32_t) * <size_t>self.n_outputs)
 
     def __repr__(self):
-        return (f"<fastgrad Program: {self.n:,} nodes ({self.n - self.n_leaves:,} ops, "
-                f"{self.n_params:,} params, {self.n_inputs:,} inputs, {self.constants:,} "
-                f"constants), {self.nbytes:,} bytes>")
+        return (f"<fastgrad Program: {self.n_nodes:,} nodes ({self.n_params:,} params, "
+                f"{self.n_inputs:,} inputs, {self.constants:,} constants, "
+                f"{self.n_nodes - self.n_leaves:,} ops in {self.n - self.n_leaves:,} "
+                f"instructions), {self.nbytes:,} bytes>")
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -354,10 +392,11 @@ cdef class Program:
         cdef Py_ssize_t m = self.n
         state = (
             _PICKLE_VERSION,
-            self.n_params, self.n_inputs, self.n_leaves, self.root,
+            self.n_nodes, self.n_params, self.n_inputs, self.n_leaves, self.root,
             (<char *>self.op)[:m],
             (<char *>self.ca)[:m * sizeof(int32_t)],
             (<char *>self.cb)[:m * sizeof(int32_t)],
+            (<char *>self.cc)[:m * sizeof(int32_t)],
             (<char *>self.aux)[:m * sizeof(double)],
             (<char *>self.val)[:m * sizeof(double)],
             (<char *>self.out_index)[:self.n_outputs * sizeof(int32_t)],
@@ -512,6 +551,36 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
             i = _leaf_position(par_values[k], pos, f"params[{k}]")
             role[i] = 1 + k
     n_params = <int32_t>len(par_values)
+    # The outputs' positions (their nodes must stay in the program).
+    cdef _Buffer out_buf = _Buffer(len(out_values))
+    cdef int32_t *out_pos = out_buf.p
+    for k in range(len(out_values)):
+        s = (<Value>out_values[k]).slot
+        if pos[s] < 0:
+            raise ValueError(f"outputs[{k}] is not a node of the graph behind the output")
+        out_pos[k] = pos[s]
+    # Fusion: a product used once, by the sum that is the next op, goes into that sum's MULADD.
+    # uses[i] counts the parents of position i, then marks fused products with -1.
+    cdef int32_t *uses = new  # reused: `new` is filled only afterwards
+    cdef int32_t n_fused = 0, prev_op = -1, a, b, p
+    memset(uses, 0, <size_t>n * sizeof(int32_t))
+    for i in range(n):
+        s = order[i]
+        if A.op[s] != OP_LEAF:
+            uses[pos[A.a[s]]] += 1
+            if A.b[s] >= 0:
+                uses[pos[A.b[s]]] += 1
+    for k in range(len(out_values)):
+        uses[out_pos[k]] += 2  # never fused away
+    for i in range(n):
+        s = order[i]
+        if A.op[s] == OP_LEAF:
+            continue
+        if A.op[s] == OP_ADD and prev_op >= 0 and _fusable(prev_op, order, uses) and (
+                pos[A.a[s]] == prev_op or pos[A.b[s]] == prev_op):
+            uses[prev_op] = -1
+            n_fused += 1
+        prev_op = i
     # Leaves first (parameters, inputs, constants), then the ops in creation order.
     n_leaves = 0
     for i in range(n):
@@ -527,38 +596,53 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
         elif A.op[order[i]] == OP_LEAF:
             new[i] = next_leaf
             next_leaf += 1
+        elif uses[i] == -1:
+            new[i] = -1  # fused into its sum
         else:
             new[i] = next_op
             next_op += 1
-    prog._allocate(n, <int32_t>len(out_values))
+    prog._allocate(n - n_fused, <int32_t>len(out_values))
+    prog.n_nodes = n
     prog.n_params = n_params
     prog.n_inputs = n_inputs
     prog.n_leaves = n_leaves
     prog.root = new[pos[root]]
     prog._leaves = tuple(par_values) + tuple(in_values)
-    cdef int32_t j, a, b
+    for k in range(len(out_values)):
+        prog.out_index[k] = new[out_pos[k]]
+    cdef int32_t j
     for i in range(n):
-        s = order[i]
         j = new[i]
+        if j < 0:
+            continue
+        s = order[i]
         prog.op[j] = A.op[s]
         prog.val[j] = A.val[s]
         prog.aux[j] = A.aux[s]
+        prog.ca[j] = -1
+        prog.cb[j] = -1
+        prog.cc[j] = -1
         if A.op[s] == OP_LEAF:
-            prog.ca[j] = -1
-            prog.cb[j] = -1
             continue
-        a = new[pos[A.a[s]]]
-        # unary ops: b = a, so the forward loop can read val[b] without a branch
-        b = new[pos[A.b[s]]] if A.b[s] >= 0 else a
-        prog.ca[j] = a
-        prog.cb[j] = b
-    for k in range(len(out_values)):
-        s = (<Value>out_values[k]).slot
-        if pos[s] < 0:
-            raise ValueError(f"outputs[{k}] is not a node of the graph behind the output")
-        prog.out_index[k] = new[pos[s]]
+        a = pos[A.a[s]]
+        b = pos[A.b[s]] if A.b[s] >= 0 else a  # unary ops: b = a, read without a branch
+        if A.op[s] == OP_ADD and (new[a] < 0 or new[b] < 0):
+            p = a if new[a] < 0 else b  # the fused product; the other operand is the addend
+            prog.op[j] = OP_MULADD
+            prog.ca[j] = new[b] if p == a else new[a]
+            prog.cb[j] = new[pos[A.a[order[p]]]]
+            prog.cc[j] = new[pos[A.b[order[p]]]]
+        else:
+            prog.ca[j] = new[a]
+            prog.cb[j] = new[b]
+            prog.cc[j] = new[b]
     prog._valid = True
     return 0
+
+
+cdef inline bint _fusable(int32_t p, const int32_t *order, const int32_t *uses) noexcept:
+    """Position p holds a product used exactly once."""
+    return A.op[order[p]] == OP_MUL and uses[p] == 1
 
 
 cdef int32_t _leaf_position(object v, const int32_t *pos, str what) except -1:
@@ -575,9 +659,10 @@ cdef int32_t _leaf_position(object v, const int32_t *pos, str what) except -1:
 # Unpickling
 
 
-def _restore(int version, Py_ssize_t n_params, Py_ssize_t n_inputs, Py_ssize_t n_leaves,
-             Py_ssize_t root, bytes ops, bytes ca, bytes cb, bytes aux, bytes val,
-             bytes out_index, tuple leaves, input_shape, output_shape, bint valid):
+def _restore(int version, Py_ssize_t n_nodes, Py_ssize_t n_params, Py_ssize_t n_inputs,
+             Py_ssize_t n_leaves, Py_ssize_t root, bytes ops, bytes ca, bytes cb, bytes cc,
+             bytes aux, bytes val, bytes out_index, tuple leaves, input_shape, output_shape,
+             bint valid):
     """Inverse of Program.__reduce__ (checks everything: a pickle is untrusted data)."""
     if version != _PICKLE_VERSION:
         raise ValueError(f"unsupported fastgrad Program pickle version {version}")
@@ -586,6 +671,7 @@ def _restore(int version, Py_ssize_t n_params, Py_ssize_t n_inputs, Py_ssize_t n
         raise ValueError("corrupt fastgrad Program pickle: too many nodes")
     n_out = len(out_index) // <Py_ssize_t>sizeof(int32_t)
     if (len(ca) != n * <Py_ssize_t>sizeof(int32_t) or len(cb) != n * <Py_ssize_t>sizeof(int32_t)
+            or len(cc) != n * <Py_ssize_t>sizeof(int32_t) or not (n <= n_nodes <= INT32_MAX)
             or len(aux) != n * <Py_ssize_t>sizeof(double) or len(val) != n * <Py_ssize_t>sizeof(double)
             or len(out_index) != n_out * <Py_ssize_t>sizeof(int32_t)
             or not (0 <= n_params and 0 <= n_inputs and n_params + n_inputs <= n_leaves <= n)
@@ -605,6 +691,7 @@ def _restore(int version, Py_ssize_t n_params, Py_ssize_t n_inputs, Py_ssize_t n
     memcpy(prog.op, <const char *>ops, <size_t>n)
     memcpy(prog.ca, <const char *>ca, <size_t>n * sizeof(int32_t))
     memcpy(prog.cb, <const char *>cb, <size_t>n * sizeof(int32_t))
+    memcpy(prog.cc, <const char *>cc, <size_t>n * sizeof(int32_t))
     memcpy(prog.aux, <const char *>aux, <size_t>n * sizeof(double))
     memcpy(prog.val, <const char *>val, <size_t>n * sizeof(double))
     memcpy(prog.out_index, <const char *>out_index, <size_t>n_out * sizeof(int32_t))
@@ -614,6 +701,7 @@ def _restore(int version, Py_ssize_t n_params, Py_ssize_t n_inputs, Py_ssize_t n
     for k in range(n_out):
         if not (0 <= prog.out_index[k] < n):
             raise ValueError("corrupt fastgrad Program pickle: bad output")
+    prog.n_nodes = <int32_t>n_nodes
     prog.n_params = <int32_t>n_params
     prog.n_inputs = <int32_t>n_inputs
     prog.n_leaves = <int32_t>n_leaves
@@ -637,15 +725,17 @@ cdef Py_ssize_t _product(tuple shape) except -1:
 cdef bint _valid_node(Program prog, Py_ssize_t k, Py_ssize_t n_leaves):
     """Leaves first and childless; every op reads only nodes below it, as its rule expects."""
     cdef uint8_t op = prog.op[k]
-    cdef int32_t a = prog.ca[k], b = prog.cb[k]
+    cdef int32_t a = prog.ca[k], b = prog.cb[k], c = prog.cc[k]
     if k < n_leaves:
-        return op == OP_LEAF and a == -1 and b == -1
-    if not (0 <= a < k and 0 <= b < k):
+        return op == OP_LEAF and a == -1 and b == -1 and c == -1
+    if not (0 <= a < k and 0 <= b < k and 0 <= c < k):
         return False
-    if op in (OP_ADD, OP_MUL, OP_POW, OP_MAX, OP_MIN):
+    if op == OP_MULADD:
         return True
-    if OP_POW_CONST <= op < OP_COUNT:  # the unary ops read only a (b == a)
-        return b == a
+    if op in (OP_ADD, OP_MUL, OP_POW, OP_MAX, OP_MIN):
+        return c == b
+    if OP_POW_CONST <= op < OP_COUNT:  # the unary ops read only a (b == c == a)
+        return b == a and c == a
     return False
 
 
