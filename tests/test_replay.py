@@ -469,3 +469,30 @@ def test_public_names_have_doctested_examples():
             runner.run(test)
         assert runner.failures == 0, obj
     assert fastgrad.record is _replay.record
+
+
+def test_stub_matches_the_module():
+    import ast
+    import inspect
+
+    path = os.path.join(os.path.dirname(_replay.__file__), "_replay.pyi")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+
+    def params_of(fn):
+        return [a.arg for a in fn.args.args]
+
+    stubbed = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            stubbed[node.name] = (getattr(_replay, node.name), params_of(node))
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                    decorated = any(getattr(d, "id", None) == "property" for d in item.decorator_list)
+                    attr = getattr(_replay.Program, item.name)
+                    stubbed[f"{node.name}.{item.name}"] = (attr, None if decorated else params_of(item))
+    assert set(_replay.__all__) <= set(stubbed) | {"Program"}
+    for name, (obj, params) in stubbed.items():
+        if params is not None:
+            assert list(inspect.signature(obj).parameters) == params, name
