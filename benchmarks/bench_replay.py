@@ -215,6 +215,10 @@ def run_worker(engine, quick, threads):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def ratio(r):
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.2f}×"
+
+
 def fmt(v):
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
@@ -257,9 +261,9 @@ def main():
         label = e
         if e == "torch":
             label = f"torch {results[e][0]['version']} ({results[e][0]['threads']} threads)"
-        vs_micrograd = f"{med['micrograd'] / med[e]:,.0f}×" if "micrograd" in med else "–"
+        vs_micrograd = ratio(med["micrograd"] / med[e]) if "micrograd" in med else "–"
         print(f"| {label} | {fmt(med[e])} ({fmt(min(xs))}–{fmt(max(xs))}) | {vs_micrograd} | "
-              f"{med[e] / med[replay]:.2f}× |")
+              f"{ratio(med[e] / med[replay])} |")
     rep = results[replay][0]
     fwd = statistics.median(all_of(replay, "forward_ns_per_node"))
     bwd = statistics.median(all_of(replay, "backward_ns_per_node"))

@@ -223,9 +223,11 @@ cdef class Program:
         """Add d(output)/d(leaf) into every parameter's and input's ``.grad``.
 
         micrograd's rule, as ``output.backward()`` on a fresh build of the graph: gradients add
-        up over calls until zeroed (``zero_grad()``). Uses the values of the last
-        ``forward()`` (or of the recording), and raises RuntimeError if a leaf's ``.data``
-        changed since then, which would mix old values with new ones.
+        up over calls until zeroed (``zero_grad()``). Each call is that of a freshly built
+        graph: the inner nodes' gradients start from 0 (a second ``backward()`` on one
+        micrograd graph would also compound them). Uses the values of the last ``forward()``
+        (or of the recording), and raises RuntimeError if a leaf's ``.data`` changed since
+        then, which would mix old values with new ones.
 
         >>> from fastgrad import Value, record
         >>> x = Value(3.0)

@@ -18,7 +18,8 @@ What a program sees:
 
 - **parameters** (``params=``, by default every leaf with a live Value that is not an input)
   are read from their current ``.data`` at each ``forward()``; ``backward()`` adds into their
-  ``.grad``. The program holds them (and the inputs) alive.
+  ``.grad`` what ``backward()`` of a freshly built graph would add. The program holds them
+  (and the inputs) alive, so they cannot die under it.
 - **inputs** (``inputs=``) are parameters whose values ``forward(X)`` first sets from an array
   of the recorded shape (one row per batch element in a batch of lists).
 - **constants**: every other leaf (the numbers in ``x + 1``, ``-x``, ``x / 3``, and leaves
