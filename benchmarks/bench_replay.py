@@ -268,11 +268,12 @@ def main():
     fwd = statistics.median(all_of(replay, "forward_ns_per_node"))
     bwd = statistics.median(all_of(replay, "backward_ns_per_node"))
     step_ns = statistics.median(all_of(replay, "step_ns_per_node"))
+    record_ms = statistics.median(r["record_us"] for r in results[replay]) / 1e3
     print()
     print(f"Replay: {rep['nodes']:,} graph nodes in {rep['instructions']:,} instructions "
           f"({rep['nbytes']:,} bytes); forward {fwd:.2f} ns/node, backward {bwd:.2f} ns/node, "
           f"forward + backward {fwd + bwd:.2f} ns/node; whole step {step_ns:.2f} ns/node; "
-          f"recording (build + record once) {statistics.median(r['record_us'] for r in results[replay]) / 1e3:.1f} ms.")
+          f"recording (build + record once) {record_ms:.1f} ms.")
     firsts = {e: results[e][0]["first_loss"] for e in engines}
     print("First losses (same starting weights): "
           + ", ".join(f"{e} {v!r}" for e, v in firsts.items()))

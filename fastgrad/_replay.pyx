@@ -1,10 +1,11 @@
 # Recorded programs: the graph behind a scalar Value, copied once into flat arrays of its own and
 # replayed forward and backward in C with new leaf values (what ADOL-C and CppAD do with a tape).
 #
-# Layout. A program of n nodes keeps, per node, an op code, two child indices local to the
-# program, a constant operand (aux) and a value and a gradient. Leaves come first:
+# Layout. A program of n instructions keeps, per instruction, an op code, three operand indices
+# local to the program (unary ops repeat the first, binary ops the second, so the loops read
+# them without a branch), a constant operand (aux), a value and a gradient. Leaves come first:
 #
-#     [0, n_params)                  parameters: read from their Value at forward, grads written back
+#     [0, n_params)                  parameters: read from their Values, gradients written back
 #     [n_params, n_params+n_inputs)  inputs: the same, and forward(X) writes X into them first
 #     [.., n_leaves)                 constants: numbers frozen at record time (no handle to read)
 #     [n_leaves, n)                  the ops, in the order they were created
@@ -17,8 +18,9 @@
 # One pattern is fused: micrograd's Neuron is a chain of `acc + w*x`, and a product whose only
 # use is the sum right after it becomes one MULADD instruction (the product's node disappears).
 # It runs both rules back to back, exactly as the separate nodes would (the product's gradient
-# is still computed as 0.0 + g), so the fusion changes no bit; it halves the instructions of
-# an MLP.
+# is still computed as 0.0 + g; the sum is written addend + product whichever side the product
+# was on, and IEEE addition is commutative), so the fusion changes no bit; it halves the
+# instructions of an MLP.
 #
 # The program refers to no arena slot: it holds its leaves' Value handles and reads their slots
 # at each call, so compactions of the arena between calls do not matter.
@@ -53,7 +55,7 @@ cdef int _PICKLE_VERSION = 1
 
 
 cdef inline bint _checked(uint8_t op) noexcept nogil:
-    """The ops whose fresh build raises for some operands (all of those give a non-finite value)."""
+    """The ops whose fresh build raises for some operands (always with a non-finite value)."""
     return op == OP_POW_CONST or op == OP_POW or op == OP_EXP or op == OP_LOG
 
 
@@ -171,8 +173,9 @@ cdef class Program:
         self.val = <double *>PyMem_Malloc(m * sizeof(double))
         self.grad = <double *>PyMem_Malloc(m * sizeof(double))
         self.out_index = <int32_t *>PyMem_Malloc(<size_t>max(n_outputs, 1) * sizeof(int32_t))
-        if (self.op == NULL or self.ca == NULL or self.cb == NULL or self.cc == NULL or self.aux == NULL
-                or self.val == NULL or self.grad == NULL or self.out_index == NULL):
+        if (self.op == NULL or self.ca == NULL or self.cb == NULL or self.cc == NULL
+                or self.aux == NULL or self.val == NULL or self.grad == NULL
+                or self.out_index == NULL):
             raise MemoryError("fastgrad: cannot allocate a recorded program")
         memset(self.grad, 0, m * sizeof(double))
         return 0
@@ -197,8 +200,8 @@ cdef class Program:
         """
         if X is not None:
             self._write_inputs(X)
-        self._read_leaves()
         self._valid = False
+        self._read_leaves()
         cdef int32_t i = self.n_leaves
         cdef uint8_t op
         cdef double x
@@ -528,7 +531,8 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
     cdef int32_t *pos = pos_buf.p       # slot -> topological position, -1 outside the graph
     cdef int32_t *role = role_buf.p     # position -> 1 + parameter index, -1 - input index, 0
     cdef int32_t *new = new_buf.p       # position -> index in the program
-    cdef int32_t i, s, k, n_params, n_inputs = <int32_t>len(in_values), n_leaves, next_leaf, next_op
+    cdef int32_t i, s, k, n_params, n_leaves, next_leaf, next_op
+    cdef int32_t n_inputs = <int32_t>len(in_values)
     memcpy(order, A.order, <size_t>n * sizeof(int32_t))
     memset(pos, 0xff, <size_t>A.size * sizeof(int32_t))
     memset(role, 0, <size_t>n * sizeof(int32_t))
@@ -674,7 +678,8 @@ def _restore(int version, Py_ssize_t n_nodes, Py_ssize_t n_params, Py_ssize_t n_
     n_out = len(out_index) // <Py_ssize_t>sizeof(int32_t)
     if (len(ca) != n * <Py_ssize_t>sizeof(int32_t) or len(cb) != n * <Py_ssize_t>sizeof(int32_t)
             or len(cc) != n * <Py_ssize_t>sizeof(int32_t) or not (n <= n_nodes <= INT32_MAX)
-            or len(aux) != n * <Py_ssize_t>sizeof(double) or len(val) != n * <Py_ssize_t>sizeof(double)
+            or len(aux) != n * <Py_ssize_t>sizeof(double)
+            or len(val) != n * <Py_ssize_t>sizeof(double)
             or len(out_index) != n_out * <Py_ssize_t>sizeof(int32_t)
             or not (0 <= n_params and 0 <= n_inputs and n_params + n_inputs <= n_leaves <= n)
             or len(leaves) != n_params + n_inputs or not (0 <= root < n)):

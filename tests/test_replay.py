@@ -489,9 +489,10 @@ def test_stub_matches_the_module():
         elif isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
-                    decorated = any(getattr(d, "id", None) == "property" for d in item.decorator_list)
+                    decorators = [getattr(d, "id", None) for d in item.decorator_list]
                     attr = getattr(_replay.Program, item.name)
-                    stubbed[f"{node.name}.{item.name}"] = (attr, None if decorated else params_of(item))
+                    params = None if "property" in decorators else params_of(item)
+                    stubbed[f"{node.name}.{item.name}"] = (attr, params)
     assert set(_replay.__all__) <= set(stubbed) | {"Program"}
     for name, (obj, params) in stubbed.items():
         if params is not None:
