@@ -351,8 +351,13 @@ def test_leaves_stay_alive_and_reinitialised_leaves_are_refused():
     p.__init__(7.0, (older,), "custom")  # p is now a user-built node, no longer a leaf
     with pytest.raises(RuntimeError, match="no longer a leaf"):
         prog2.forward()
+    with pytest.raises(RuntimeError, match="forward"):
+        prog2.backward()  # the forward failed
+    q = Value(5.0)
+    prog3 = record(q * 2, params=[q])
+    q.__init__(7.0, (older,), "custom")  # this time between a forward and a backward
     with pytest.raises(RuntimeError, match="no longer a leaf"):
-        prog2.backward()
+        prog3.backward()
 
 
 def test_backward_refuses_leaves_changed_since_forward():
