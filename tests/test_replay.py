@@ -85,6 +85,33 @@ def test_moons_replay_matches_rebuilding_every_step():
         prog.sgd_step(lr)
 
 
+def test_streaming_minibatches_with_their_labels():
+    # Labels that change from batch to batch are inputs too: here a third column of X.
+    X, y = make_moons(60, noise=0.1, seed=7)
+    rebuilt, replayed = moons_models(seed=11)
+    batch = 10
+
+    def loss_on(model, rows):
+        scores = [model(row[:2]) for row in rows]
+        losses = [(1 + -row[2] * s).relu() for row, s in zip(rows, scores)]
+        return sum(losses) * (1.0 / len(losses))
+
+    rows = [[Value(0.0), Value(0.0), Value(1.0)] for _ in range(batch)]
+    prog = record(loss_on(replayed, rows), inputs=rows, params=replayed.parameters())
+    data = np.column_stack([X, y])
+    for k in range(0, len(data), batch):
+        chunk = data[k:k + batch]
+        fresh = loss_on(rebuilt, [[Value(v) for v in row] for row in chunk])
+        rebuilt.zero_grad()
+        fresh.backward()
+        prog.zero_grad()
+        assert prog.forward(chunk) == fresh.data
+        prog.backward()
+        assert [p.grad for p in replayed.parameters()] == [p.grad for p in rebuilt.parameters()]
+        sgd_step(rebuilt.parameters(), 0.1)
+        prog.sgd_step(0.1)
+
+
 def test_moons_example_replay_prints_the_same_losses():
     script = os.path.join(EXAMPLES, "moons.py")
 
