@@ -457,7 +457,8 @@ def record(output, inputs=None, params=None, outputs=None):
       for one row per batch element. forward() without X reads their current ``.data``.
     - ``params``: the leaf Values read at each forward from their current ``.data`` and
       updated by ``sgd_step``. By default every leaf of the graph that has a live Value
-      (a handle you can still reach) and is not an input.
+      (a handle you can still reach) and is not an input; pass ``model.parameters()`` to be
+      explicit, since data Values you still hold would otherwise count as parameters too.
     - Every other leaf is a constant: its value is frozen into the program (the numbers in
       ``x + 1`` or ``-x``, and leaves whose Values have been dropped).
     - ``outputs``: other Values of the graph (any nested shape) whose replayed values
@@ -687,6 +688,8 @@ def _restore(int version, Py_ssize_t n_nodes, Py_ssize_t n_params, Py_ssize_t n_
     for v in leaves:
         if type(v) is not Value:
             raise ValueError("corrupt fastgrad Program pickle: a leaf is not a Value")
+    if len({id(v) for v in leaves}) != len(leaves):
+        raise ValueError("corrupt fastgrad Program pickle: a leaf is listed twice")
     for shape, count in ((input_shape, n_inputs), (output_shape, n_out)):
         if shape is None:
             if count:

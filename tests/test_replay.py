@@ -483,6 +483,12 @@ def test_corrupt_pickles_are_refused():
     bad[6] = b"\x03" * len(state[6])  # leaves that are not leaves
     with pytest.raises(ValueError, match="corrupt"):
         func(*bad)
+    y = Value(3.0)
+    func, state = record(x * y, inputs=[x, y]).__reduce__()
+    bad = list(state)
+    bad[-4] = (x, x)  # one Value for two leaves
+    with pytest.raises(ValueError, match="listed twice"):
+        func(*bad)
     bad = list(state)
     bad[0] = 99
     with pytest.raises(ValueError, match="version"):
