@@ -6,7 +6,9 @@ boundary to a PNG as the notebook draws it (--plot PATH, default moons.png; --pl
 matplotlib (the plot) and tqdm (a progress bar on a terminal) are optional, `pip install
 "fastgrad[examples]"`: without them the plot is skipped and the per-step lines are the progress.
 
-    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337]
+    python examples/moons.py [--steps 100] [--samples 100] [--seed 1337] [--replay]
+
+With --replay the graph is built once, recorded, and every step replays it in C (same losses).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import time
 
 import numpy as np
 
+import fastgrad
 from fastgrad.datasets import make_moons
 from fastgrad.engine import Value
 from fastgrad.nn import MLP
@@ -46,6 +49,33 @@ def loss(model, X, y, batch_size=None):
     return total_loss, sum(accuracy) / len(accuracy)
 
 
+def train_replay(model, X, y, steps):
+    """The same training, but the graph is built once and each step replays it in C."""
+    start = time.perf_counter()
+    # build one step's graph as loss() does, keeping the input Values X is streamed into
+    inputs = [list(map(Value, xrow)) for xrow in X]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
+    program = fastgrad.record(data_loss + reg_loss, inputs=inputs, params=model.parameters(),
+                              outputs=scores)
+    print(program)
+
+    for k in range(steps):
+        total_loss = program.forward(X)         # any (samples, 2) batch: nothing is rebuilt
+        program.zero_grad()
+        program.backward()
+        program.sgd_step(1.0 - 0.9 * k / 100)   # p.data -= lr * p.grad for all, in C
+
+        accuracy = [(yi > 0) == (scorei > 0) for yi, scorei in zip(y, program.outputs.tolist())]
+        acc = sum(accuracy) / len(accuracy)
+        print(f"step {k} loss {total_loss}, accuracy {acc*100}%")
+    elapsed = time.perf_counter() - start
+    print(f"{steps} steps in {elapsed:.2f} s ({1e3 * elapsed / max(steps, 1):.2f} ms per step, "
+          "recording included)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", default="moons.png",
@@ -53,6 +83,8 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--replay", action="store_true",
+                        help="record the graph once and replay it in C (fastgrad.record)")
     args = parser.parse_args()
 
     np.random.seed(args.seed)
@@ -62,6 +94,9 @@ def main():
     model = MLP(2, [16, 16, 1])  # 2-layer neural network
     print(model)
     print("number of parameters", len(model.parameters()))
+
+    if args.replay:
+        return train_replay(model, X, y, args.steps)
 
     start = time.perf_counter()
     for k in progress(range(args.steps)):

@@ -2,7 +2,8 @@
 
 ``fastgrad.Value`` is a drop-in for micrograd's Value (``fastgrad.engine``, ``fastgrad.nn``).
 ``fastgrad.Tensor`` is a numpy-backed tensor with PyTorch's names (``fastgrad.nn``,
-``fastgrad.optim``, ``fastgrad.functional``).
+``fastgrad.optim``, ``fastgrad.functional``). ``fastgrad.record`` turns the graph behind a Value
+into a program replayed in C (``fastgrad.replay``).
 """
 
 from fastgrad._version import __version__
@@ -12,7 +13,8 @@ from fastgrad.forward import Dual, forward_grad, jvp  # forward mode, for Values
 from fastgrad.viz import draw_dot
 from fastgrad.gradcheck import GradcheckError, gradcheck  # the function shadows the module name
 from fastgrad import functional, nn, optim  # noqa: E402,F401  (nn last-imports tensor_nn)
+from fastgrad.replay import record
 
 __all__ = ["__version__", "Value", "Tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
            "stack", "functional", "nn", "optim", "jvp", "forward_grad", "Dual", "draw_dot",
-           "gradcheck", "GradcheckError"]
+           "gradcheck", "GradcheckError", "record"]
