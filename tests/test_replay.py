@@ -116,7 +116,8 @@ def test_moons_example_replay_prints_the_same_losses():
     script = os.path.join(EXAMPLES, "moons.py")
 
     def losses(*flags):
-        out = subprocess.run([sys.executable, "-X", "dev", script, "--steps", "8", *flags],
+        out = subprocess.run([sys.executable, "-X", "dev", script, "--steps", "8", "--plot", "",
+                              *flags],
                              capture_output=True, text=True, timeout=300, check=True).stdout
         return [line for line in out.splitlines() if line.startswith("step ")]
 
