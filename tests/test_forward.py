@@ -332,3 +332,17 @@ def test_tensor_jvp_matches_vector_jacobian_products(data):
                 sum(float(np.abs(t.grad).sum() * np.abs(d).max(initial=0.0))
                     for t, d in zip(ts, dirs) if t.grad is not None))
     assert abs(lhs - rhs) <= 1e-12 * scale, (lhs, rhs, scale)
+
+
+@needs_tensor_jvp
+def test_tensor_forward_grad_equals_backward():
+    rng = np.random.default_rng(1)
+    a = fastgrad.Tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    b = fastgrad.Tensor(rng.standard_normal(3), requires_grad=True)
+    out = (a * b).sigmoid().mean()
+    ga, gb = forward_grad(out, [a, b])
+    out.backward()
+    np.testing.assert_allclose(ga, a.grad, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb, b.grad, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="one-element"):
+        forward_grad(a * 2, [a])
