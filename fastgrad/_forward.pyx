@@ -2,8 +2,8 @@
 #
 # No second graph is built. topo_order() lists the nodes reachable from the output in
 # ascending slot order (children before parents); one pass over that list computes each node's
-# tangent from its children's with the op's derivative, the same local derivatives (and the
-# same conventions at kinks) as the reverse sweep in _scalar.pyx.
+# tangent from its children's with the op's derivative: _tangent_rule, next to the reverse
+# sweep's _backward_rule in _rules.pxd, with the same derivatives and conventions at kinks.
 #
 # Seeds: every Value given a tangent is perturbed by it. Its tangent is what flows in from its
 # children plus the given number, so for any set of Values (leaves or not)
@@ -13,12 +13,11 @@
 # Slots move when the arena compacts, and compaction can happen whenever Python code runs. So
 # every number is converted and every slot read before topo_order(), and from topo_order() to
 # the end of the sweep nothing runs but C.
-cimport cython
-from libc.math cimport NAN, log, pow
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 
 from fastgrad._core cimport *
+from fastgrad._rules cimport _tangent_rule
 from fastgrad._scalar cimport A, Value, topo_order
 
 import numbers
@@ -47,51 +46,13 @@ cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *see
     cdef const double *aux = A.aux
     cdef Py_ssize_t i, j = 0
     cdef int32_t s, a, b
-    cdef double t, ta, tb, x, y, v
-    cdef uint8_t op
+    cdef double t
     for i in range(n):
         s = order[i]
-        op = ops[s]
         a = ca[s]
         b = cb[s]
-        ta = tan[a] if a >= 0 else 0.0
-        tb = tan[b] if b >= 0 else 0.0
-        if op == OP_ADD:
-            t = ta + tb
-        elif op == OP_MUL:
-            t = val[b] * ta + val[a] * tb
-        elif op == OP_POW_CONST:
-            y = aux[s]
-            t = (y * pow(val[a], y - 1.0)) * ta
-        elif op == OP_POW:
-            x = val[a]
-            y = val[b]
-            t = (y * pow(x, y - 1.0)) * ta
-            if x > 0.0:
-                t = t + (val[s] * log(x)) * tb
-            elif x < 0.0 and tb != 0.0:
-                t = NAN  # d/dy x**y has no real value for x < 0 (reverse mode's grad is NaN)
-        elif op == OP_RELU:
-            t = (1.0 if val[s] > 0.0 else 0.0) * ta  # 0 at 0, as backward
-        elif op == OP_TANH:
-            v = val[s]
-            t = (1.0 - v * v) * ta
-        elif op == OP_EXP:
-            t = val[s] * ta
-        elif op == OP_LOG:
-            t = ta / val[a]
-        elif op == OP_SIGMOID:
-            v = val[s]
-            t = (v * (1.0 - v)) * ta
-        elif op == OP_MAX:
-            t = tb if val[b] > val[a] else ta  # a tie follows the first operand
-        elif op == OP_MIN:
-            t = tb if val[b] < val[a] else ta
-        elif op == OP_ABS:
-            x = val[a]
-            t = (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * ta
-        else:
-            t = 0.0  # a leaf, or an opaque node (no derivative rule)
+        t = _tangent_rule(ops[s], s, a, b, val, aux, tan[a] if a >= 0 else 0.0,
+                          tan[b] if b >= 0 else 0.0)
         while j < k and seeds[j].slot < s:
             j += 1
         if j < k and seeds[j].slot == s:
@@ -102,9 +63,9 @@ cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *see
 
 cdef object _Real = numbers.Real
 
-# The tangent buffer, indexed by slot, kept between calls (a fresh one per call would be
-# page-faulted in again every time), sized to the arena's capacity. Only the slots a sweep reaches are written, and each is
-# written before it is read, so it is never cleared. The GIL is held from topo_order() to the
+# The tangent buffer, indexed by slot and sized to the arena's capacity, is kept between calls
+# (a fresh one per call would be page-faulted in again every time). Only the slots a sweep
+# reaches are written, and each is written before it is read, so it is never cleared. The GIL is held from topo_order() to the
 # end of a sweep, so no two sweeps share it.
 cdef double *_tan = NULL
 cdef size_t _tan_capacity = 0

@@ -92,3 +92,48 @@ cdef inline void _backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, con
     elif op == OP_ABS:
         x = val[a]
         grad[a] += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * g
+
+
+cdef inline double _tangent_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
+                                 const double *aux, double ta, double tb) noexcept nogil:
+    """Forward mode's local rule of node s: its tangent from its children's tangents ta, tb
+    (tb unused by unary ops), with _backward_rule's derivatives and conventions at kinks
+    (relu and abs 0 at 0, max/min follow the first operand on a tie). Leaves and OP_OPAQUE
+    nodes have no rule: 0."""
+    cdef double x, y, t
+    if op == OP_ADD:
+        return ta + tb
+    if op == OP_MUL:
+        return val[b] * ta + val[a] * tb
+    if op == OP_POW_CONST:
+        y = aux[s]
+        return (y * pow(val[a], y - 1.0)) * ta
+    if op == OP_POW:
+        x = val[a]
+        y = val[b]
+        t = (y * pow(x, y - 1.0)) * ta
+        if x > 0.0:
+            return t + (val[s] * log(x)) * tb
+        if x < 0.0 and tb != 0.0:
+            return NAN  # d/dy x**y has no real value for x < 0 (backward's grad[b] is NaN)
+        return t
+    if op == OP_RELU:
+        return (1.0 if val[s] > 0.0 else 0.0) * ta
+    if op == OP_TANH:
+        t = val[s]
+        return (1.0 - t * t) * ta
+    if op == OP_EXP:
+        return val[s] * ta
+    if op == OP_LOG:
+        return ta / val[a]
+    if op == OP_SIGMOID:
+        t = val[s]
+        return (t * (1.0 - t)) * ta
+    if op == OP_MAX:
+        return tb if val[b] > val[a] else ta
+    if op == OP_MIN:
+        return tb if val[b] < val[a] else ta
+    if op == OP_ABS:
+        x = val[a]
+        return (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * ta
+    return 0.0
