@@ -18,7 +18,7 @@ from fastgrad import Tensor, concatenate, functional as F, no_grad, stack
 from fastgrad._tensor import tensor_jvp
 
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
-                           UNARY, UNARY_SHAPES, draw)
+                           UNARY, UNARY_SHAPES, draw, functional_pairs)
 from test_tensor_hypothesis import build_chain, shapes, values
 
 DTYPES = [np.float64, np.float32]
@@ -692,22 +692,9 @@ def test_torch_functional(dtype):
     torch = pytest.importorskip("torch", reason="PyTorch not installed: comparison skipped")
     tf = torch.nn.functional
     rng = np.random.default_rng(18)
+    for fg_fn, th_fn, arrays in functional_pairs(torch, rng):
+        compare_torch(fg_fn, th_fn, arrays, dtype)
     x, w, b = rng.standard_normal((8, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
-    compare_torch(F.linear, tf.linear, [x, w, b], dtype)
-    compare_torch(F.linear, tf.linear, [x[0], w, b], dtype)
-    y = rng.standard_normal((8, 4))
-    compare_torch(F.mse_loss, tf.mse_loss, [y, rng.standard_normal((8, 4))], dtype)
-    targets = rng.integers(0, 4, 8)
-    compare_torch(lambda z: F.cross_entropy(z, targets),
-                  lambda z: tf.cross_entropy(z, torch.tensor(targets)), [y], dtype)
-    compare_torch(lambda z: F.cross_entropy(z * 1000, targets),
-                  lambda z: tf.cross_entropy(z * 1000, torch.tensor(targets)), [y], dtype)
-    p, t = rng.uniform(0.05, 0.95, (8, 4)), rng.uniform(0, 1, (8, 4))
-    compare_torch(F.binary_cross_entropy, tf.binary_cross_entropy, [p, t], dtype)
-    for name in ["relu", "tanh", "sigmoid"]:
-        compare_torch(getattr(F, name), getattr(torch, name), [y], dtype)
-    compare_torch(lambda z: F.softmax(z, 1), lambda z: tf.softmax(z, 1), [y], dtype)
-    compare_torch(lambda z: F.log_softmax(z, 0), lambda z: tf.log_softmax(z, 0), [y], dtype)
 
     def net(x, w1, b1, w2):
         return F.linear(F.linear(x, w1, b1).tanh(), w2).softmax(-1)
