@@ -333,18 +333,27 @@ cdef Value _unary(Value v, uint8_t op):
     return wrap(new_node(op, a, -1, _forward(op, A.val[a], 0.0, 0.0), 0.0))
 
 
-cdef Value _extremum(Value v, object other, uint8_t op):
+cdef inline object _binary(Value v, object other, uint8_t op):
+    """v <op> other for a Value or a number (which becomes a constant leaf, as micrograd makes
+    Value(other)); NotImplemented for anything else."""
     cdef double x
     cdef int32_t c
     if type(other) is Value:
         reserve(1)
         return wrap(_bin(op, v.slot, (<Value>other).slot))
     if not _as_number(other, &x):
+        return NotImplemented
+    reserve(2)
+    c = new_leaf(x)
+    return wrap(_bin(op, v.slot, c))
+
+
+cdef Value _extremum(Value v, object other, uint8_t op):
+    out = _binary(v, other, op)
+    if out is NotImplemented:
         raise TypeError(f"{'max' if op == OP_MAX else 'min'}() needs a Value or a real number, "
                         f"not {type(other).__name__}")
-    reserve(2)
-    c = new_leaf(x)  # a number becomes a constant leaf, as in every binary op
-    return wrap(_bin(op, v.slot, c))
+    return <Value>out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,32 +575,14 @@ cdef class Value:
     # arena, which moves slots) and creates its nodes in the order micrograd creates its Values.
 
     def __add__(self, other):
-        cdef double x
-        cdef int32_t c
-        if type(other) is Value:
-            reserve(1)
-            return wrap(_bin(OP_ADD, self.slot, (<Value>other).slot))
-        if not _as_number(other, &x):
-            return NotImplemented
-        reserve(2)
-        c = new_leaf(x)
-        return wrap(_bin(OP_ADD, self.slot, c))
+        return _binary(self, other, OP_ADD)
 
     def __radd__(self, other):
         # micrograd: other + self is self + other
         return self.__add__(other)
 
     def __mul__(self, other):
-        cdef double x
-        cdef int32_t c
-        if type(other) is Value:
-            reserve(1)
-            return wrap(_bin(OP_MUL, self.slot, (<Value>other).slot))
-        if not _as_number(other, &x):
-            return NotImplemented
-        reserve(2)
-        c = new_leaf(x)
-        return wrap(_bin(OP_MUL, self.slot, c))
+        return _binary(self, other, OP_MUL)
 
     def __rmul__(self, other):
         # micrograd: other * self is self * other
