@@ -6,10 +6,15 @@ compiled extension, importing fails and says how to build it.
 """
 
 import os
+from typing import TYPE_CHECKING
 
 ENGINE = os.environ.get("FASTGRAD_ENGINE", "compiled").strip().lower() or "compiled"
 
-if ENGINE == "pure":
+if TYPE_CHECKING:
+    # Type checkers see the compiled core's stubs (_scalar.pyi); the reference engine has the
+    # same API.
+    from fastgrad._scalar import Value, linear_combination, linear_layer
+elif ENGINE == "pure":
     from fastgrad.pure import Value, linear_combination, linear_layer
 elif ENGINE == "compiled":
     try:

@@ -7,6 +7,7 @@ same rule.
 """
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Optimizer:
         self._tensors = tensors
         self._scalars = _ScalarBlock(scalars) if scalars else None
         self.defaults = hyper
-        self.state = [dict() for _ in range(len(tensors) + (1 if scalars else 0))]
+        self.state: list[dict[str, Any]] = [dict() for _ in range(len(tensors) + (1 if scalars else 0))]
 
     def zero_grad(self):
         """Drop tensor gradients (None, as PyTorch's set_to_none) and zero scalar ones."""

@@ -178,7 +178,7 @@ class TensorMLP(Sequential):
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, "
                              f"not {activation!r}")
         sizes = [nin] + list(nouts)
-        layers = []
+        layers: list[Module] = []
         for i in range(len(nouts)):
             layers.append(Linear(sizes[i], sizes[i + 1], dtype=dtype))
             if i != len(nouts) - 1:
