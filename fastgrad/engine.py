@@ -3,6 +3,13 @@
 The compiled core is used unless ``FASTGRAD_ENGINE=pure`` selects the pure-Python reference
 engine (the same API, for tests and comparisons). There is no silent fallback: without the
 compiled extension, importing fails and says how to build it.
+
+>>> from fastgrad.engine import Value
+>>> x = Value(3.0)
+>>> y = x * x + 2 * x
+>>> y.backward()
+>>> y.data, x.grad
+(15.0, 8.0)
 """
 
 import os

@@ -42,7 +42,18 @@ class _ScalarBlock:
 class Optimizer:
     """Base class: holds the parameters and per-parameter state (a dict each); subclasses
     define the update twice: `_update_all` (compiled kernel, all parameters in one call) and
-    `_update_numpy` (the same rule for the arrays the kernel cannot take)."""
+    `_update_numpy` (the same rule for the arrays the kernel cannot take).
+
+    Every optimizer also takes the scalar engine's Values:
+
+    >>> from fastgrad import Value
+    >>> x = Value(3.0)
+    >>> opt = SGD([x], lr=0.25)
+    >>> (x * x).backward()
+    >>> opt.step()
+    >>> x.data
+    1.5
+    """
 
     def __init__(self, params, **hyper):
         if isinstance(params, Tensor):
@@ -114,7 +125,15 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD (dampening 0): momentum buffer starts as the first gradient."""
+    """torch.optim.SGD (dampening 0): momentum buffer starts as the first gradient.
+
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> w.data.tolist()
+    [0.8, -1.6]
+    """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         if nesterov and momentum <= 0:
@@ -150,7 +169,17 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (no amsgrad): L2 weight decay added to the gradient."""
+    """torch.optim.Adam (no amsgrad): L2 weight decay added to the gradient.
+
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = Adam([w], lr=0.1)
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     (w * w).sum().backward()
+    ...     opt.step()
+    >>> np.round(w.data, 4).tolist()
+    [0.7016, -1.7006]
+    """
 
     _decoupled = False
 
@@ -193,7 +222,15 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """torch.optim.AdamW: decoupled weight decay (param *= 1 - lr*wd), default 1e-2."""
+    """torch.optim.AdamW: decoupled weight decay (param *= 1 - lr*wd), default 1e-2.
+
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> np.round(w.data, 6).tolist()
+    [0.85, -1.8]
+    """
 
     _decoupled = True
 

@@ -18,18 +18,34 @@ __all__ = ["Module", "Linear", "Sequential", "ReLU", "Tanh", "Sigmoid", "TensorM
 
 
 class Module(_scalar_nn.Module):
-    """Base of tensor layers. Parameters are the attributes holding tensors that require grad;
-    submodules are attributes holding Modules (or lists/tuples of them)."""
+    """Base of tensor layers (``fastgrad.nn.TensorModule``). Parameters are the attributes
+    holding tensors that require grad; submodules are attributes holding Modules (or
+    lists/tuples of them). Subclasses define ``forward``.
+
+    >>> class Scale(Module):
+    ...     def __init__(self, n):
+    ...         self.scale = Tensor(np.ones(n), requires_grad=True)
+    ...     def forward(self, x):
+    ...         return x * self.scale
+    >>> m = Scale(3)
+    >>> [name for name, _ in m.named_parameters()]
+    ['scale']
+    >>> m(Tensor([1.0, 2.0, 3.0])).sum().item()
+    6.0
+    """
 
     training = True
 
     def __call__(self, *args, **kwargs):
+        """``module(x)`` runs ``forward(x)``."""
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        """The computation; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def named_children(self):
+        """(name, submodule) pairs, in attribute order; list items are named "attr.i"."""
         for name, value in vars(self).items():
             if isinstance(value, _scalar_nn.Module):
                 yield name, value
@@ -39,6 +55,7 @@ class Module(_scalar_nn.Module):
                         yield f"{name}.{i}", item
 
     def named_parameters(self, prefix=""):
+        """(dotted name, tensor) pairs: own parameters first, then each submodule's."""
         for name, value in vars(self).items():
             if isinstance(value, Tensor) and value.requires_grad:
                 yield prefix + name, value
@@ -50,9 +67,11 @@ class Module(_scalar_nn.Module):
                     yield f"{prefix}{name}.{i}", p
 
     def parameters(self):
+        """The parameters of named_parameters(), for an optimizer."""
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self):
+        """Set every tensor parameter's grad to None (scalar Values' to 0.0)."""
         for p in self.parameters():
             p.grad = None if isinstance(p, Tensor) else 0.0
 
@@ -79,6 +98,7 @@ class Module(_scalar_nn.Module):
             np.copyto(p.data, value, casting="same_kind")
 
     def train(self, mode=True):
+        """Set ``training`` on this module and its submodules; returns the module."""
         self.training = bool(mode)
         for _, child in self.named_children():
             if isinstance(child, Module):
@@ -86,12 +106,20 @@ class Module(_scalar_nn.Module):
         return self
 
     def eval(self):
+        """``train(False)``."""
         return self.train(False)
 
 
 class Linear(Module):
     """y = x @ weight.T + bias; weight (out, in) and bias drawn from U(-1/sqrt(in), 1/sqrt(in))
-    like PyTorch's default init (uses numpy's global RNG: seed it with np.random.seed)."""
+    like PyTorch's default init (uses numpy's global RNG: seed it with np.random.seed).
+
+    >>> lin = Linear(3, 2)
+    >>> lin.weight.shape, lin.bias.shape
+    ((2, 3), (2,))
+    >>> lin(Tensor(np.ones((4, 3)))).shape
+    (4, 2)
+    """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -102,6 +130,7 @@ class Linear(Module):
                             requires_grad=True, dtype=dtype) if bias else None)
 
     def forward(self, x):
+        """``x @ weight.T + bias`` as one tape node."""
         return linear(x, self.weight, self.bias)
 
     def __repr__(self):
@@ -110,7 +139,14 @@ class Linear(Module):
 
 
 class Sequential(Module):
-    """Applies its modules in order; state_dict names are "0.weight", "1.bias", ..."""
+    """Applies its modules in order; state_dict names are "0.weight", "0.bias", ...
+
+    >>> model = Sequential(Linear(2, 4), ReLU(), Linear(4, 1))
+    >>> sorted(model.state_dict())
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    >>> model(Tensor(np.zeros((5, 2)))).shape
+    (5, 1)
+    """
 
     def __init__(self, *modules):
         for m in modules:
@@ -124,6 +160,7 @@ class Sequential(Module):
                 yield str(i), m
 
     def forward(self, x):
+        """Each module applied to the previous one's output."""
         for m in self.modules:
             x = m(x)
         return x
@@ -143,7 +180,14 @@ class Sequential(Module):
 
 
 class ReLU(Module):
+    """``x.relu()`` as a layer.
+
+    >>> ReLU()(Tensor([-1.0, 2.0])).numpy().tolist()
+    [0.0, 2.0]
+    """
+
     def forward(self, x):
+        """``x.relu()``."""
         return x.relu()
 
     def __repr__(self):
@@ -151,7 +195,14 @@ class ReLU(Module):
 
 
 class Tanh(Module):
+    """``x.tanh()`` as a layer.
+
+    >>> Tanh()(Tensor([-0.0, 0.0])).numpy().tolist()
+    [-0.0, 0.0]
+    """
+
     def forward(self, x):
+        """``x.tanh()``."""
         return x.tanh()
 
     def __repr__(self):
@@ -159,7 +210,14 @@ class Tanh(Module):
 
 
 class Sigmoid(Module):
+    """``x.sigmoid()`` as a layer.
+
+    >>> Sigmoid()(Tensor([-0.0, 0.0])).numpy().tolist()
+    [0.5, 0.5]
+    """
+
     def forward(self, x):
+        """``x.sigmoid()``."""
         return x.sigmoid()
 
     def __repr__(self):
@@ -171,7 +229,15 @@ _ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
 
 class TensorMLP(Sequential):
     """Linear layers of the given sizes with an activation between them (none after the last):
-    TensorMLP(1, [128, 128, 1]) is Linear(1,128), ReLU, Linear(128,128), ReLU, Linear(128,1)."""
+    TensorMLP(1, [128, 128, 1]) is Linear(1,128), ReLU, Linear(128,128), ReLU, Linear(128,1).
+
+    >>> TensorMLP(1, [8, 1], activation="tanh")
+    Sequential(
+      (0): Linear(in_features=1, out_features=8, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=8, out_features=1, bias=True)
+    )
+    """
 
     def __init__(self, nin, nouts, activation="relu", dtype=np.float64):
         if activation not in _ACTIVATIONS:

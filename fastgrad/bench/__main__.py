@@ -84,6 +84,13 @@ def measure(quick: bool, show_progress: bool, threads: int = 1,
 
 
 def cell(r: dict[str, Any] | None) -> str:
+    """A table cell: "median (min–max)", one number, "error" or "–".
+
+    >>> cell({"median": 2.0, "min": 1.0, "max": 3.5, "samples": [1.0, 2.0, 3.5]})
+    '2 (1–3.5)'
+    >>> cell(None)
+    '–'
+    """
     if r is None:
         return "–"
     if "error" in r:
@@ -107,6 +114,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def header(report: dict[str, Any]) -> str:
+    """What was measured where: the lines above the table."""
     m = report["machine"]
     versions = [f"fastgrad {m['fastgrad']}", f"numpy {m['numpy']}"]
     versions += [f"{k} {m[k]}" for k in ("micrograd", "torch") if m.get(k)]
@@ -119,6 +127,7 @@ def header(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fastgrad.bench",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",

@@ -41,6 +41,11 @@ SIZES = {
 
 
 def size(name: str, quick: bool) -> int:
+    """A workload size from SIZES, full or quick.
+
+    >>> size("chain_ops", quick=True) < size("chain_ops", quick=False)
+    True
+    """
     return SIZES[name][1 if quick else 0]
 
 
@@ -71,6 +76,7 @@ def load_engine(name: str) -> tuple[Any, Any]:
 
 
 def work_binary_op(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, Any]:
+    """ns per ``x + y`` of two existing Values, the empty loop's time subtracted."""
     x, y = Value(1.5), Value(-0.5)
     n = size("binary_ops", quick)
 
@@ -88,6 +94,7 @@ def work_binary_op(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, 
 
 
 def work_chain(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, Any]:
+    """Forward ns per op and backward ns per node of a chain ``y = y * a + b``."""
     sys.setrecursionlimit(1_000_000)  # micrograd's backward recurses once per node
     n_ops = size("chain_ops", quick)
     forward, backward = [], []
@@ -136,6 +143,7 @@ def moons_step_fn(Value: Any, MLP: Any, samples: int) -> Callable[[], float]:
 
 
 def work_moons_step(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, Any]:
+    """ms per step of micrograd's moons demo (after one warm-up step)."""
     samples = size("moons_samples", quick)
     step = moons_step_fn(Value, MLP, samples)
     repeats = size("moons_repeats_fast" if engine == "fastgrad" else "moons_repeats_slow", quick)
@@ -144,6 +152,7 @@ def work_moons_step(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str,
 
 
 def work_memory(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, Any]:
+    """Growth of the peak RSS per node while a long sum is built and back-propagated."""
     sys.setrecursionlimit(3_000_000)
     n = size("memory_nodes", quick)
     x, one = Value(0.5), Value(1e-9)

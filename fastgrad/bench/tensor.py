@@ -63,6 +63,7 @@ def make_data(cfg: dict[str, Any], rng: np.random.Generator,
 
 def fastgrad_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
                   dtype: Any) -> Step:
+    """A training step of fastgrad's Tensor model with the given weights."""
     layers: list[nn.TensorModule] = []
     for i, (w, b) in enumerate(weights):
         lin = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
@@ -89,6 +90,7 @@ def fastgrad_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarra
 
 def numpy_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
                     dtype: Any, seed_style: bool = False) -> Step:
+    """A training step on the pure-Python numpy tape (tuned, or seed 003's with seed_style)."""
     layers = [NLinear(w.astype(dtype), b.astype(dtype)) for w, b in weights]
     params = [p for lin in layers for p in (lin.weight, lin.bias)]
     adam = NAdam(params, lr=cfg["lr"]) if cfg["opt"] == "adam" else None
@@ -117,6 +119,7 @@ def seed_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarr
 
 def torch_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
                dtype: Any) -> Step:
+    """A training step of the same model in PyTorch (CPU)."""
     torch = load_torch()
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     layers = []
