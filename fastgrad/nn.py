@@ -6,7 +6,11 @@ change is inside the forward passes: a Neuron is one call into the core instead 
 calls, and a Layer of plain Neurons is one call for all of them.
 """
 
+from __future__ import annotations
+
 import random
+from collections.abc import Sequence
+from typing import Any
 
 from fastgrad.engine import Value, linear_combination, linear_layer
 
@@ -26,12 +30,12 @@ class Module:
     {0.0}
     """
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set the grad of every parameter to 0."""
         for p in self.parameters():
             p.grad = 0
 
-    def parameters(self):
+    def parameters(self) -> list[Any]:
         """The Values this module trains (none for the base class)."""
         return []
 
@@ -46,17 +50,17 @@ class Neuron(Module):
     Value(data=-1.0, grad=0.0)
     """
 
-    def __init__(self, nin, nonlin=True):
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value:
         """The neuron's output Value for a sequence of inputs (numbers or Values)."""
         # micrograd: sum((wi*xi for wi, xi in zip(self.w, x)), self.b), then relu if nonlin
         return linear_combination(self.w, x, self.b, self.nonlin)
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         """The weights, then the bias."""
         return self.w + [self.b]
 
@@ -74,10 +78,10 @@ class Layer(Module):
     2
     """
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         """The list of the neurons' outputs (the Value itself for a layer of one neuron)."""
         # micrograd: [n(x) for n in self.neurons], built in one core call when every neuron is
         # a plain Neuron (a subclass keeps its own __call__)
@@ -86,7 +90,7 @@ class Layer(Module):
             out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         """Every neuron's parameters, neuron by neuron."""
         return [p for n in self.neurons for p in n.parameters()]
 
@@ -107,17 +111,17 @@ class MLP(Module):
     True
     """
 
-    def __init__(self, nin, nouts):
+    def __init__(self, nin: int, nouts: list[int]) -> None:
         sz = [nin] + nouts
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         """The output of the last layer for a sequence of inputs."""
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         """Every layer's parameters, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters()]
 

@@ -6,7 +6,10 @@ array per step, updated by the same code, and written back, so both engines foll
 same rule.
 """
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -55,7 +58,7 @@ class Optimizer:
     1.5
     """
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
         if isinstance(params, Tensor):
             raise TypeError("optimizer params must be an iterable of tensors (or Values), "
                             "not a single Tensor")
@@ -86,7 +89,7 @@ class Optimizer:
         self.defaults = hyper
         self.state: list[dict[str, Any]] = [dict() for _ in range(len(tensors) + (1 if scalars else 0))]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Drop tensor gradients (None, as PyTorch's set_to_none) and zero scalar ones."""
         for p in self._tensors:
             p.grad = None
@@ -94,7 +97,7 @@ class Optimizer:
             for p in self._scalars.values:
                 p.grad = 0.0
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter that has a gradient."""
         params, grads, states = [], [], []
         for p, state in zip(self._tensors, self.state):
@@ -135,7 +138,8 @@ class SGD(Optimizer):
     [0.8, -1.6]
     """
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
         if nesterov and momentum <= 0:
             raise ValueError("nesterov momentum requires a positive momentum")
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -183,7 +187,9 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"invalid betas: {betas}")
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
@@ -234,5 +240,7 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

@@ -7,7 +7,11 @@ by walking attributes, ``state_dict``/``load_state_dict`` with PyTorch's dotted 
 micrograd's, so the tensor one is called ``TensorMLP``.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,15 +40,15 @@ class Module(_scalar_nn.Module):
 
     training = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``module(x)`` runs ``forward(x)``."""
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+    def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         """The computation; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, _scalar_nn.Module]]:
         """(name, submodule) pairs, in attribute order; list items are named "attr.i"."""
         for name, value in vars(self).items():
             if isinstance(value, _scalar_nn.Module):
@@ -54,7 +58,7 @@ class Module(_scalar_nn.Module):
                     if isinstance(item, _scalar_nn.Module):
                         yield f"{name}.{i}", item
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """(dotted name, tensor) pairs: own parameters first, then each submodule's."""
         for name, value in vars(self).items():
             if isinstance(value, Tensor) and value.requires_grad:
@@ -66,20 +70,20 @@ class Module(_scalar_nn.Module):
                 for i, p in enumerate(child.parameters()):
                     yield f"{prefix}{name}.{i}", p
 
-    def parameters(self):
+    def parameters(self) -> list[Any]:
         """The parameters of named_parameters(), for an optimizer."""
         return [p for _, p in self.named_parameters()]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every tensor parameter's grad to None (scalar Values' to 0.0)."""
         for p in self.parameters():
             p.grad = None if isinstance(p, Tensor) else 0.0
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter name -> a copy of its numpy array (save with np.savez(path, **sd))."""
         return {name: np.array(p.data, copy=True) for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Copy arrays (e.g. dict(np.load(path))) into the parameters, in place."""
         own = dict(self.named_parameters())
         missing = sorted(set(own) - set(state_dict))
@@ -97,7 +101,7 @@ class Module(_scalar_nn.Module):
                                  f"dict but {p.shape} in the model")
             np.copyto(p.data, value, casting="same_kind")
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Module:
         """Set ``training`` on this module and its submodules; returns the module."""
         self.training = bool(mode)
         for _, child in self.named_children():
@@ -105,7 +109,7 @@ class Module(_scalar_nn.Module):
                 child.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
         """``train(False)``."""
         return self.train(False)
 
@@ -121,7 +125,8 @@ class Linear(Module):
     (4, 2)
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float64):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: Any = np.float64) -> None:
         self.in_features, self.out_features = int(in_features), int(out_features)
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
         self.weight = Tensor(np.random.uniform(-bound, bound, (out_features, in_features)),
@@ -129,7 +134,7 @@ class Linear(Module):
         self.bias = (Tensor(np.random.uniform(-bound, bound, (out_features,)),
                             requires_grad=True, dtype=dtype) if bias else None)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """``x @ weight.T + bias`` as one tape node."""
         return linear(x, self.weight, self.bias)
 
@@ -148,7 +153,7 @@ class Sequential(Module):
     (5, 1)
     """
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Any) -> None:
         for m in modules:
             if not callable(m):
                 raise TypeError(f"Sequential: {type(m).__name__} is not callable")
@@ -159,7 +164,7 @@ class Sequential(Module):
             if isinstance(m, _scalar_nn.Module):
                 yield str(i), m
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         """Each module applied to the previous one's output."""
         for m in self.modules:
             x = m(x)
@@ -186,7 +191,7 @@ class ReLU(Module):
     [0.0, 2.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """``x.relu()``."""
         return x.relu()
 
@@ -201,7 +206,7 @@ class Tanh(Module):
     [-0.0, 0.0]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """``x.tanh()``."""
         return x.tanh()
 
@@ -216,7 +221,7 @@ class Sigmoid(Module):
     [0.5, 0.5]
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """``x.sigmoid()``."""
         return x.sigmoid()
 
@@ -239,7 +244,8 @@ class TensorMLP(Sequential):
     )
     """
 
-    def __init__(self, nin, nouts, activation="relu", dtype=np.float64):
+    def __init__(self, nin: int, nouts: list[int], activation: str = "relu",
+                 dtype: Any = np.float64) -> None:
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, "
                              f"not {activation!r}")

@@ -39,6 +39,8 @@ def test_every_engine_measured_with_ratios(report):
         expected.append("micrograd")
     for row in report["rows"]:
         results = row["results"]
+        if row["workload"] == "memory" and sys.platform == "win32":
+            continue  # no peak-RSS counter without the resource module
         assert "error" not in results["fastgrad"], results["fastgrad"]
         fast = results["fastgrad"]
         assert fast["min"] <= fast["median"] <= fast["max"]
