@@ -13,6 +13,7 @@ Workloads
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -173,7 +174,30 @@ WORK = {"binary_op": work_binary_op, "chain": work_chain, "moons_step": work_moo
         "memory": work_memory}
 
 
+# micrograd's backward recurses once per node. Before Python 3.11 every Python-level call also
+# takes C stack, so a deep graph overflows the main thread's stack (8 MB): micrograd runs in a
+# thread with a stack this large (virtual memory; only the part used becomes resident).
+MICROGRAD_STACK = 1 << 30
+
+
 def worker(engine: str, workload: str, quick: bool) -> dict[str, Any]:
     """Run one workload on one engine in this process."""
     Value, MLP = load_engine(engine)
-    return WORK[workload](Value, MLP, quick, engine)
+    if engine != "micrograd":
+        return WORK[workload](Value, MLP, quick, engine)
+    result: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.update(WORK[workload](Value, MLP, quick, engine))
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    threading.stack_size(MICROGRAD_STACK)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result
