@@ -5,8 +5,8 @@ the tensor workloads (fastgrad's Tensor, a pure-Python numpy tape in seed 003's 
 CPU), each in a fresh interpreter, and prints one table: median (min-max) over repeats, and each
 engine's median divided by fastgrad's. micrograd and PyTorch are included when installed.
 
-    python -m fastgrad.bench            # about three minutes (micrograd's moons step is slow)
-    python -m fastgrad.bench --quick    # a few seconds, small sizes (noisy)
+    python -m fastgrad.bench            # about two minutes on 2 cores (micrograd's moons step is slow)
+    python -m fastgrad.bench --quick    # about ten seconds, small sizes (noisy)
     python -m fastgrad.bench --json     # the measurements as JSON on stdout
 """
 
@@ -129,9 +129,10 @@ def header(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m fastgrad.bench",
-                                     description=__doc__.split("\n")[0])
+                                     description="fastgrad against its pure-Python reference "
+                                     "engines, micrograd and PyTorch, in one table.")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats: a few seconds, noisy")
+                        help="small sizes and few repeats: about ten seconds, noisy")
     parser.add_argument("--json", action="store_true",
                         help="print the measurements as JSON instead of the table")
     parser.add_argument("--threads", type=int, default=1,
