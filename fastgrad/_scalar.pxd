@@ -20,3 +20,6 @@ cdef int32_t new_leaf(double v) noexcept
 cdef Value wrap(int32_t s)
 # The slots reachable from root, ascending (a topological order), into A.order; returns count.
 cdef int32_t topo_order(int32_t root) noexcept
+# Raise the error Python's float arithmetic raises for x ** y, or for exp/log of x (op).
+cdef int _check_pow(double x, double y) except -1
+cdef int _check_unary(uint8_t op, double x) except -1

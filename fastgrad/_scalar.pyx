@@ -25,12 +25,13 @@ from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.math cimport NAN, exp, fabs, floor, isfinite, isinf, log, pow, tanh
+from libc.math cimport exp, floor, isfinite, isinf, log, pow
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memset
 
 from fastgrad._core cimport *
+from fastgrad._rules cimport _backward_rule, _forward
 
 import numbers
 
@@ -276,44 +277,7 @@ cdef double _to_double(object x) except? -1.0:
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward rules and the domain checks Python's float arithmetic makes
-
-
-cdef inline double _forward(uint8_t op, double x, double y, double aux) noexcept nogil:
-    # inline, so that building a node with a known op compiles to just its arithmetic
-    if op == OP_ADD:
-        return x + y
-    if op == OP_MUL:
-        return x * y
-    if op == OP_POW_CONST:
-        return pow(x, aux)
-    if op == OP_POW:
-        return pow(x, y)
-    if op == OP_RELU:
-        return 0.0 if x < 0.0 else x
-    if op == OP_TANH:
-        return tanh(x)
-    if op == OP_EXP:
-        return exp(x)
-    if op == OP_LOG:
-        return log(x)
-    if op == OP_SIGMOID:
-        return _sigmoid(x)
-    if op == OP_MAX:
-        return y if y > x else x  # Python's max(x, y): the first unless the second is larger
-    if op == OP_MIN:
-        return y if y < x else x
-    if op == OP_ABS:
-        return fabs(x)
-    return NAN
-
-
-cdef inline double _sigmoid(double x) noexcept nogil:
-    cdef double e
-    if x >= 0.0:
-        return 1.0 / (1.0 + exp(-x))
-    e = exp(x)
-    return e / (1.0 + e)
+# The domain checks Python's float arithmetic makes (the ops' rules are in _rules.pxd)
 
 
 cdef int _check_pow(double x, double y) except -1:
@@ -449,8 +413,6 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
     cdef uint64_t *reach = A.reach
     cdef int32_t w = root >> 6, lowest = w, s, a, b
     cdef uint64_t bits = (<uint64_t>1) << (root & 63)
-    cdef double g, x, y, t
-    cdef uint8_t op
     while w >= lowest:
         bits |= reach[w]
         reach[w] = 0
@@ -466,50 +428,7 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
                 _mark(reach, a, w, &bits, &lowest)
             if b >= 0 and ca[b] >= 0:
                 _mark(reach, b, w, &bits, &lowest)
-            op = ops[s]
-            g = grad[s]
-            if op == OP_ADD:
-                grad[a] += g
-                grad[b] += g
-            elif op == OP_MUL:
-                grad[a] += val[b] * g
-                grad[b] += val[a] * g
-            elif op == OP_POW_CONST:
-                y = aux[s]
-                grad[a] += (y * pow(val[a], y - 1.0)) * g
-            elif op == OP_POW:
-                x = val[a]
-                y = val[b]
-                grad[a] += (y * pow(x, y - 1.0)) * g
-                if x > 0.0:
-                    grad[b] += (val[s] * log(x)) * g
-                elif x < 0.0:
-                    grad[b] += NAN  # d/dy x**y has no real value for x < 0
-            elif op == OP_RELU:
-                grad[a] += (1.0 if val[s] > 0.0 else 0.0) * g
-            elif op == OP_TANH:
-                t = val[s]
-                grad[a] += (1.0 - t * t) * g
-            elif op == OP_EXP:
-                grad[a] += val[s] * g
-            elif op == OP_LOG:
-                grad[a] += g / val[a]
-            elif op == OP_SIGMOID:
-                t = val[s]
-                grad[a] += (t * (1.0 - t)) * g
-            elif op == OP_MAX:
-                if val[b] > val[a]:
-                    grad[b] += g
-                else:
-                    grad[a] += g
-            elif op == OP_MIN:
-                if val[b] < val[a]:
-                    grad[b] += g
-                else:
-                    grad[a] += g
-            elif op == OP_ABS:
-                x = val[a]
-                grad[a] += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * g
+            _backward_rule(ops[s], s, a, b, val, grad, aux)
         w -= 1
 
 

@@ -1506,3 +1506,328 @@ cdef int _linear_grads(Tensor n, object g) except -1:
         if n.c is not None:
             _accum(n.c, _colsum(g2), True)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode: the tangent sweep (Jacobian-vector products)
+#
+# tensor_jvp walks the nodes recorded behind an output in _topo's order (children first), the
+# reverse sweep's order read front to back, and gives each node its tangent (the derivative of
+# its value along the inputs' tangents) from its children's: one case per op code, using the
+# operands and parameters backward saved. No second graph is built. Tangents live in a
+# dict keyed by node address, never on the nodes; a node none of whose children carries a
+# tangent gets none (an exact zero: no array, no work), and a tangent is dropped as soon as
+# its last parent has used it (the forward twin of backward freeing intermediate buffers).
+# Each rule is the transpose of the backward rule above (same masks, clamps, tie rule and
+# conventions at x == 0), so jvp(out, {x: v}) . w equals grad_x(out . w) . v to rounding.
+# backward() frees only gradient buffers, never saved operands, so the sweep works before and
+# after any number of backward calls.
+
+
+cdef inline Py_ssize_t _addr(Tensor n) noexcept:
+    return <Py_ssize_t><void *>n
+
+
+cdef inline object _tget(dict tan, Tensor k):
+    """k's tangent (None for no child or a zero tangent)."""
+    if k is None:
+        return None
+    return tan.get(_addr(k))
+
+
+cdef inline object _tplus(object t, object u):
+    """t + u where None is zero."""
+    if t is None:
+        return u
+    if u is None:
+        return t
+    return t + u
+
+
+cdef inline void _count_use(dict uses, Tensor k):
+    if k is not None:
+        uses[_addr(k)] = uses.get(_addr(k), 0) + 1
+
+
+cdef inline void _release(dict tan, dict uses, Tensor k):
+    """One parent of k has used its tangent; the last one drops it."""
+    cdef Py_ssize_t key
+    if k is None:
+        return
+    key = _addr(k)
+    if key not in tan:
+        return
+    left = <Py_ssize_t>uses[key] - 1
+    if left:
+        uses[key] = left
+    else:
+        del tan[key]
+
+
+cdef object _jvp_join(Tensor n, dict tan):
+    """Tangent of concatenate/stack: the children's tangents in their places, zero for
+    constants."""
+    out = n._data
+    ax = n.aux[0]
+    lead = (slice(None),) * ax
+    t = None
+    for i, kid in enumerate(n.x0):
+        tk = _tget(tan, <Tensor>kid)
+        if tk is None:
+            continue
+        if t is None:
+            t = _np_zeros(out.shape, dtype=out.dtype)
+        if n.op == OP_CONCAT:
+            offsets = n.aux[1]
+            t[lead + (slice(offsets[i], offsets[i + 1]),)] = tk
+        else:
+            t[lead + (i,)] = tk
+    return t
+
+
+cdef object _jvp_node(Tensor n, dict tan):
+    """n's tangent from its children's: one case per op code (None if no child has one)."""
+    cdef uint8_t op = n.op
+    if op == OP_CONCAT or op == OP_STACK:
+        return _jvp_join(n, tan)
+    ta = _tget(tan, n.a)
+    tb = _tget(tan, n.b)
+    tc = _tget(tan, n.c)
+    if ta is None and tb is None and tc is None:
+        return None
+    out = n._data
+    t = None
+    if op == OP_ADD:
+        t = _tplus(ta, tb)
+    elif op == OP_SUB:
+        t = ta if tb is None else (-tb if ta is None else ta - tb)
+    elif op == OP_MUL:
+        if ta is not None:
+            t = ta * n.x1
+        if tb is not None:
+            t = _tplus(t, n.x0 * tb)
+    elif op == OP_DIV:
+        if ta is not None:
+            t = ta / n.x1
+        if tb is not None:
+            t = _tplus(t, -tb * out / n.x1)
+    elif op == OP_POW:
+        x = n.x0
+        y = n.x1
+        if ta is not None:
+            if type(y) is float and y == 2.0:
+                t = ta * 2.0 * x
+            else:
+                t = ta * y * x ** (y - 1.0)
+        if tb is not None:
+            # x**y log x, 0 where x == 0 (the backward rule's convention), nan for x < 0
+            with _np_errstate(divide='ignore', invalid='ignore'):
+                tt = tb * out * _np_log(x)
+            t = _tplus(t, _np_where(_np_asarray(x) == 0, 0.0, tt))
+    elif op == OP_NEG:
+        t = -ta
+    elif op == OP_MATMUL:
+        # numpy's matmul promotes 1-D operands and broadcasts batches for the tangents too
+        if ta is not None:
+            t = ta @ n.x1
+        if tb is not None:
+            t = _tplus(t, n.x0 @ tb)
+    elif op == OP_SUM:
+        t = _sum(ta, _kept_axes(n.aux), True).reshape(out.shape)
+    elif op == OP_MEAN:
+        t = _sum(ta, _kept_axes(n.aux[0]), True).reshape(out.shape) / n.aux[1]
+    elif op == OP_MAX:
+        # the mean of the tangents of the elements equal to the max: backward's even split
+        kshape, axes = n.aux
+        mask = n.x0 == out.reshape(kshape)
+        count = mask.sum(axis=axes, keepdims=True)
+        t = (_sum(mask * ta, axes, True) / count).reshape(out.shape)
+    elif op == OP_RESHAPE:
+        t = ta.reshape(out.shape)
+    elif op == OP_TRANSPOSE:
+        inverse = n.aux
+        perm = [0] * len(inverse)
+        for i in range(len(inverse)):
+            perm[inverse[i]] = i
+        t = ta.transpose(perm)
+    elif op == OP_INDEX:
+        t = ta[n.aux[0]]
+    elif op == OP_RELU:
+        t = _relu_grad(ta, out, False)          # ta * (out > 0), the same mask as backward
+    elif op == OP_TANH:
+        t = ta * (1.0 - out * out)
+    elif op == OP_EXP:
+        t = ta * out
+    elif op == OP_LOG:
+        t = ta / n.x0
+    elif op == OP_SIGMOID:
+        t = ta * out * (1.0 - out)
+    elif op == OP_SOFTMAX:
+        to = ta * out
+        t = to - out * _sum(to, n.aux, True)
+    elif op == OP_LOG_SOFTMAX:
+        t = ta - _sum(_np_exp(out) * ta, n.aux, True)
+    elif op == OP_LINEAR:
+        # x @ w.T + b
+        if ta is not None:
+            t = ta @ n.x1.T
+        if tb is not None:
+            t = _tplus(t, n.x0 @ tb.T)
+        t = _tplus(t, tc)
+    elif op == OP_MSE:
+        d = n.x0
+        td = ta if tb is None else (-tb if ta is None else ta - tb)
+        t = _sum(d * td, None, False) * 2.0 / n.aux
+    elif op == OP_CROSS_ENTROPY:
+        # mean over rows of softmax(x_i) . v_i - v_i[target_i]
+        z = n.x0
+        lse = n.aux
+        rows = z.shape[0]
+        p = _np_exp(z - lse[:, None])
+        picked = ta[_np_arange(rows), n.x1]
+        t = (_sum(p * ta, None, False) - _sum(picked, None, False)) / rows
+    elif op == OP_BCE:
+        count, lp, lq = n.aux
+        pv = n.x0
+        if ta is not None:
+            t = _sum(ta * (pv - n.x1) / _np_maximum(pv * (1.0 - pv), 1e-12), None,
+                     False) / count
+        if tb is not None:
+            t = _tplus(t, _sum(tb * (lq - lp), None, False) / count)
+    else:  # pragma: no cover - every recorded op code has a case above
+        raise RuntimeError(f"fastgrad: no tangent rule for op {op}")
+    return t
+
+
+cdef tuple _kept_axes(tuple kshape):
+    """The axes a sum/mean reduced, from its keepdims shape: every axis of length 1 (summing
+    an unreduced axis of length 1 as well is exact)."""
+    return tuple([i for i in range(len(kshape)) if kshape[i] == 1])
+
+
+cdef object _jvp_seed(Tensor key, object v):
+    """A tangent for key as an array of its shape and dtype (numbers are broadcast)."""
+    xd = key._data
+    if isinstance(v, _Real):
+        t = _np_empty_like(xd)
+        t.fill(v)
+        return t
+    try:
+        t = _as_float_array(v, xd.dtype, False)
+    except TypeError as exc:
+        raise TypeError(f"tensor_jvp: the tangent for a tensor of shape {xd.shape} must be a "
+                        f"number or an array of real numbers: {exc}") from None
+    if t.shape != xd.shape:
+        raise ValueError(f"tensor_jvp: tangent of shape {t.shape} does not match the shape "
+                         f"{xd.shape} of its tensor")
+    return t
+
+
+def tensor_jvp(output, tangents):
+    """Forward-mode directional derivative of a recorded tensor computation.
+
+    `output`: a Tensor computed with autograd recording (some input had requires_grad=True,
+    outside `no_grad`). `tangents`: a dict mapping input (leaf) tensors to their tangents,
+    each a numpy array of that tensor's shape or a number (broadcast to it); inputs not in
+    the dict have tangent zero.
+
+    Returns a new numpy array shaped like `output`, in its dtype: the Jacobian-vector product
+    sum over x in tangents of d(output)/dx . tangents[x], by one forward tangent sweep over
+    the nodes already recorded behind `output` (no second graph, inputs are not re-run). It
+    equals what reverse mode gives: `(jvp * w).sum() == sum((x.grad * v).sum())` after
+    `(output * w).sum().backward()`, including its conventions at kinks (relu'(0) = 0, max
+    shares evenly between ties, d(x**y)/dy = 0 at x == 0). Tangents are computed in each
+    node's dtype, so a float32 graph gives float32 tangents. The recorded graph lives as long
+    as `output` does and backward() frees only gradient buffers, so this works before and
+    after any number of backward calls; it never touches the inputs' `.grad`.
+
+    Raises:
+        TypeError: `output` or a key of `tangents` is not a Tensor, `tangents` is not a dict,
+            or a tangent is not numeric.
+        ValueError: a tangent's shape differs from its tensor's (both shapes are named); a
+            key is not a leaf (tangents seed inputs; detach an intermediate and recompute to
+            perturb it); a key does not require grad (its uses were never recorded, so the
+            derivative along it cannot be computed: it would be silently zero).
+        RuntimeError: `output` does not require grad (nothing was recorded behind it: it was
+            computed under `no_grad` or from inputs none of which required grad), like
+            `backward()`. A leaf that requires grad is its own input: its jvp is its tangent.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"tensor_jvp: output must be a fastgrad.Tensor, got "
+                        f"{type(output).__name__}")
+    cdef Tensor root = <Tensor>output
+    if not root._requires_grad:
+        raise RuntimeError("tensor_jvp: the output does not require grad, so no graph was "
+                           "recorded behind it (it was computed under no_grad, or no input had "
+                           "requires_grad=True): there is nothing to differentiate")
+    if not isinstance(tangents, dict):
+        raise TypeError(f"tensor_jvp: tangents must be a dict mapping input tensors to tangent "
+                        f"arrays, got {type(tangents).__name__}")
+    cdef dict tan = {}
+    cdef list seeds = []
+    cdef Tensor k
+    for key, v in (<dict>tangents).items():
+        if not isinstance(key, Tensor):
+            raise TypeError(f"tensor_jvp: tangents must be keyed by fastgrad.Tensor inputs, "
+                            f"got a key of type {type(key).__name__}")
+        k = <Tensor>key
+        if k.op != OP_LEAF:
+            raise ValueError(f"tensor_jvp: tangents are given for inputs (leaf tensors); got "
+                             f"one for a tensor computed by {_OP_NAMES[k.op]} (to perturb an "
+                             f"intermediate, detach it, set requires_grad and recompute)")
+        if not k._requires_grad:
+            raise ValueError(f"tensor_jvp: a tangent was given for a tensor of shape "
+                             f"{k._data.shape} that does not require grad: its uses were not "
+                             f"recorded, so the derivative along it is unknown (create it with "
+                             f"requires_grad=True)")
+        t = _jvp_seed(k, v)
+        seeds.append(t)
+        tan[_addr(k)] = t
+
+    cdef list order = _topo(root)
+    cdef Py_ssize_t i, count = len(order)
+    cdef Tensor n
+    cdef dict uses = {}
+    for i in range(count):
+        n = <Tensor>order[i]
+        if n.op == OP_CONCAT or n.op == OP_STACK:
+            for kid in n.x0:
+                _count_use(uses, <Tensor>kid)
+        elif n.op != OP_LEAF:
+            _count_use(uses, n.a)
+            _count_use(uses, n.b)
+            _count_use(uses, n.c)
+
+    for i in range(count):
+        n = <Tensor>order[i]
+        if n.op == OP_LEAF:
+            continue
+        t = _jvp_node(n, tan)
+        if t is None:
+            continue
+        if n.op == OP_CONCAT or n.op == OP_STACK:
+            for kid in n.x0:
+                _release(tan, uses, <Tensor>kid)
+        else:
+            _release(tan, uses, n.a)
+            _release(tan, uses, n.b)
+            _release(tan, uses, n.c)
+        nd = n._data
+        if type(t) is not _ndarray:         # numpy turns 0-d results into scalars
+            t = _np_asarray(t)
+        if t.dtype is not nd.dtype and t.dtype != nd.dtype:
+            t = t.astype(nd.dtype)
+        if t.shape != nd.shape:             # one operand's tangent, broadcast by the op
+            t = _np_broadcast_to(t, nd.shape)
+        tan[_addr(n)] = t
+
+    out = root._data
+    t = tan.get(_addr(root))
+    if t is None:
+        return _np_zeros(out.shape, dtype=out.dtype)
+    if t.dtype != out.dtype:
+        return t.astype(out.dtype)
+    # never hand back the caller's own array, a view of one or a read-only broadcast
+    if t.base is not None or not t.flags.writeable or any([t is s for s in seeds]):
+        return t.copy()
+    return t

@@ -116,3 +116,27 @@ UNARY = {
 
 REDUCE_SHAPES = [(), (3,), (1, 3), (2, 3, 4), (2, 1, 3)]
 REDUCE_AXES = [None, 0, -1, (0, -1)]
+
+
+def functional_pairs(torch, rng):
+    """(fastgrad function, the same in torch, input arrays) for every fastgrad.functional op:
+    the cases both the gradient and the forward-mode comparisons with PyTorch run."""
+    tf = torch.nn.functional
+    x, w, b = rng.standard_normal((8, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
+    y = rng.standard_normal((8, 4))
+    targets = rng.integers(0, 4, 8)
+    p, t = rng.uniform(0.05, 0.95, (8, 4)), rng.uniform(0, 1, (8, 4))
+    pairs = [
+        (F.linear, tf.linear, [x, w, b]),
+        (F.linear, tf.linear, [x[0], w, b]),
+        (F.mse_loss, tf.mse_loss, [y, rng.standard_normal((8, 4))]),
+        (lambda z: F.cross_entropy(z, targets),
+         lambda z: tf.cross_entropy(z, torch.tensor(targets)), [y]),
+        (lambda z: F.cross_entropy(z * 1000, targets),        # stable for large logits
+         lambda z: tf.cross_entropy(z * 1000, torch.tensor(targets)), [y]),
+        (F.binary_cross_entropy, tf.binary_cross_entropy, [p, t]),
+        (lambda z: F.softmax(z, 1), lambda z: tf.softmax(z, 1), [y]),
+        (lambda z: F.log_softmax(z, 0), lambda z: tf.log_softmax(z, 0), [y]),
+    ]
+    pairs += [(getattr(F, name), getattr(torch, name), [y]) for name in ["relu", "tanh", "sigmoid"]]
+    return pairs

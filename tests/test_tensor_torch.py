@@ -6,7 +6,7 @@ import pytest
 from fastgrad import Tensor, concatenate, functional as F, stack
 
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
-                           UNARY, UNARY_SHAPES, draw)
+                           UNARY, UNARY_SHAPES, draw, functional_pairs)
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: comparison tests skipped")
 
@@ -98,23 +98,8 @@ def test_shape_ops_and_indexing(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_functional(dtype):
-    tf = torch.nn.functional
-    rng = np.random.default_rng(6)
-    x, w, b = rng.standard_normal((8, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
-    compare(F.linear, tf.linear, [x, w, b], dtype)
-    y = rng.standard_normal((8, 4))
-    compare(F.mse_loss, tf.mse_loss, [y, rng.standard_normal((8, 4))], dtype)
-    targets = rng.integers(0, 4, 8)
-    compare(lambda z: F.cross_entropy(z, targets),
-            lambda z: tf.cross_entropy(z, torch.tensor(targets)), [y], dtype)
-    compare(lambda z: F.cross_entropy(z * 1000, targets),
-            lambda z: tf.cross_entropy(z * 1000, torch.tensor(targets)), [y], dtype)
-    p, t = rng.uniform(0.05, 0.95, (8, 4)), rng.uniform(0, 1, (8, 4))
-    compare(F.binary_cross_entropy, tf.binary_cross_entropy, [p, t], dtype)
-    for name in ["relu", "tanh", "sigmoid"]:
-        compare(getattr(F, name), getattr(torch, name), [y], dtype)
-    compare(lambda z: F.softmax(z, 1), lambda z: tf.softmax(z, 1), [y], dtype)
-    compare(lambda z: F.log_softmax(z, 0), lambda z: tf.log_softmax(z, 0), [y], dtype)
+    for fg_fn, th_fn, arrays in functional_pairs(torch, np.random.default_rng(6)):
+        compare(fg_fn, th_fn, arrays, dtype)
 
 
 def test_sigmoid_and_bce_at_extremes():

@@ -1,0 +1,137 @@
+# Forward mode on the scalar tape: a tangent sweep over the nodes already recorded.
+#
+# No second graph is built. topo_order() lists the nodes reachable from the output in
+# ascending slot order (children before parents); one pass over that list computes each node's
+# tangent from its children's with the op's derivative: _tangent_rule, next to the reverse
+# sweep's _backward_rule in _rules.pxd, with the same derivatives and conventions at kinks.
+#
+# Seeds: every Value given a tangent is perturbed by it. Its tangent is what flows in from its
+# children plus the given number, so for any set of Values (leaves or not)
+#     jvp(out, {v_i: d_i}) == sum_i d(out)/d(v_i) * d_i
+# where d(out)/d(v_i) is what out.backward() leaves in v_i.grad.
+#
+# Slots move when the arena compacts, and compaction can happen whenever Python code runs. So
+# every number is converted and every slot read before topo_order(), and from topo_order() to
+# the end of the sweep nothing runs but C.
+from libc.stdint cimport int32_t, uint8_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+
+from fastgrad._core cimport *
+from fastgrad._rules cimport _tangent_rule
+from fastgrad._scalar cimport A, Value, topo_order
+
+import numbers
+
+
+ctypedef struct Seed:
+    int32_t slot
+    double tangent
+
+
+cdef int _by_slot(const void *p, const void *q) noexcept nogil:
+    cdef int32_t a = (<const Seed *>p).slot, b = (<const Seed *>q).slot
+    return (a > b) - (a < b)
+
+
+cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *seeds,
+                   Py_ssize_t k) noexcept nogil:
+    """Tangents of order[0..n) (ascending slots), into tan[slot]; returns the last one's.
+
+    seeds[0..k) are sorted by slot; seeds of slots not in order are ignored.
+    """
+    cdef const uint8_t *ops = A.op
+    cdef const int32_t *ca = A.a
+    cdef const int32_t *cb = A.b
+    cdef const double *val = A.val
+    cdef const double *aux = A.aux
+    cdef Py_ssize_t i, j = 0
+    cdef int32_t s, a, b
+    cdef double t
+    for i in range(n):
+        s = order[i]
+        a = ca[s]
+        b = cb[s]
+        t = _tangent_rule(ops[s], s, a, b, val, aux, tan[a] if a >= 0 else 0.0,
+                          tan[b] if b >= 0 else 0.0)
+        while j < k and seeds[j].slot < s:
+            j += 1
+        if j < k and seeds[j].slot == s:
+            t = t + seeds[j].tangent
+        tan[s] = t
+    return tan[order[n - 1]]
+
+
+cdef object _Real = numbers.Real
+
+# The tangent buffer, indexed by slot and sized to the arena's capacity, is kept between calls
+# (a fresh one per call would be page-faulted in again every time). Only the slots a sweep
+# reaches are written, and each is written before it is read, so it is never cleared. The GIL is held from topo_order() to the
+# end of a sweep, so no two sweeps share it.
+cdef double *_tan = NULL
+cdef size_t _tan_capacity = 0
+
+
+cdef double *_tangent_buffer(size_t n) except NULL:
+    global _tan, _tan_capacity
+    cdef double *p
+    # grows with the arena, and gives memory back when the arena has shrunk a lot
+    if n > _tan_capacity or (_tan_capacity > (1 << 16) and n < _tan_capacity // 4):
+        p = <double *>realloc(_tan, n * sizeof(double))
+        if p == NULL:
+            raise MemoryError("fastgrad: no memory for the tangent sweep")
+        _tan = p
+        _tan_capacity = n
+    return _tan
+
+
+cdef double _to_double(object x, object key) except? -1.0:
+    if type(x) is float:
+        return <double>x
+    if not isinstance(x, _Real):
+        raise TypeError(f"the tangent of {key!r} must be a real number, "
+                        f"not {type(x).__name__}")
+    return float(x)
+
+
+def jvp(Value output not None, tangents):
+    """d(output) along a direction: sum of d(output)/d(v) * tangents[v] over the dict.
+
+    One forward tangent sweep over the nodes recorded below ``output``, in C (no second
+    graph). ``tangents`` maps Values to numbers; Values not in it have tangent 0. A Value that
+    is not a leaf is perturbed as well (its tangent adds to what flows in from its children).
+
+    >>> from fastgrad import Value
+    >>> x = Value(2.0); y = Value(3.0)
+    >>> z = x * y + x
+    >>> jvp(z, {x: 1.0}), jvp(z, {y: 1.0}), jvp(z, {x: 1.0, y: 1.0})
+    (4.0, 2.0, 6.0)
+    """
+    # Python code first (converting a number may run any code, and build Values)...
+    cdef list keys = []
+    cdef list numbers = []
+    for key, number in dict(tangents).items():
+        if type(key) is not Value:
+            raise TypeError(f"tangents must map Values to numbers; got a key of type "
+                            f"{type(key).__name__}")
+        keys.append(key)
+        numbers.append(_to_double(number, key))
+    cdef Py_ssize_t k = len(keys), i
+    cdef Seed *seeds = <Seed *>malloc((k if k > 0 else 1) * sizeof(Seed))
+    if seeds == NULL:
+        raise MemoryError()
+    cdef double *tan
+    cdef int32_t n
+    cdef double result
+    try:
+        for i in range(k):
+            seeds[i].tangent = <double>numbers[i]
+        # ...then C only: slots are read here and stay put until the sweep ends.
+        for i in range(k):
+            seeds[i].slot = (<Value>keys[i]).slot
+        qsort(seeds, k, sizeof(Seed), _by_slot)
+        tan = _tangent_buffer(<size_t>A.capacity)  # slots are below capacity
+        n = topo_order(output.slot)
+        result = _sweep(n, A.order, tan, seeds, k)
+    finally:
+        free(seeds)
+    return result
