@@ -10,6 +10,10 @@ Two models, both started from the same weights in every framework:
 A step is: build the batch tensor, forward, loss, zero_grad, backward, optimizer step.
 All ratios are computed from times measured in this run. Then the per-op overhead for small
 tensors: time of one recorded op minus the same numpy call on the same arrays.
+
+The models, step functions and timing loop are the ones `python -m fastgrad.bench` uses
+(`fastgrad/bench/tensor.py`); this script adds float32, the tuned numpy tape, --threads and
+the per-op overhead study.
 """
 
 import argparse
@@ -36,11 +40,11 @@ if THREADS is not None:
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import fastgrad  # noqa: E402
-from fastgrad import Tensor, functional as F, nn, optim  # noqa: E402
-from numpy_tape import NAdam, NLinear, NTensor, sgd_step  # noqa: E402
+from fastgrad import Tensor  # noqa: E402
+from fastgrad.bench.tensor import (CONFIGS, check_same_losses, fastgrad_step,  # noqa: E402
+                                   numpy_tape_step, seed_tape_step, setup, time_steps,
+                                   torch_step)
 
 try:
     import torch
@@ -49,154 +53,22 @@ try:
 except ImportError:  # the table then has no PyTorch column
     torch = None
 
-CONFIGS = {
-    "regression": dict(sizes=[1, 128, 128, 1], batch=8, loss="mse", opt="sgd", lr=1e-4,
-                       steps=1000),
-    "digits": dict(sizes=[64, 128, 10], batch=256, loss="ce", opt="adam", lr=1e-3, steps=200),
-}
-
-
-def make_weights(sizes, rng):
-    out = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1 / np.sqrt(fan_in)
-        out.append((rng.uniform(-bound, bound, (fan_out, fan_in)),
-                    rng.uniform(-bound, bound, fan_out)))
-    return out
-
-
-def make_data(cfg, rng, n=512):
-    if cfg["loss"] == "mse":
-        x = rng.random((n, 1))
-        y = np.cos(2 * x + 20 * x ** 2) + 0.1 * rng.standard_normal((n, 1))
-    else:
-        x = rng.random((n, cfg["sizes"][0]))
-        y = rng.integers(0, cfg["sizes"][-1], n)
-    batches = [rng.choice(n, cfg["batch"], replace=False) for _ in range(64)]
-    return x, y, batches
-
-
-# --- one step function per framework --------------------------------------------------------
-
-def fastgrad_step(cfg, weights, dtype):
-    layers = []
-    for i, (w, b) in enumerate(weights):
-        lin = nn.Linear(*w.shape[::-1], dtype=dtype)
-        lin.weight.data[...] = w
-        lin.bias.data[...] = b
-        layers.append(lin)
-        if i != len(weights) - 1:
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers)
-    opt = (optim.SGD(model.parameters(), lr=cfg["lr"]) if cfg["opt"] == "sgd"
-           else optim.Adam(model.parameters(), lr=cfg["lr"]))
-    loss_fn = F.mse_loss if cfg["loss"] == "mse" else F.cross_entropy
-
-    def step(xb, yb):
-        out = model(Tensor(xb))
-        loss = loss_fn(out, Tensor(yb) if cfg["loss"] == "mse" else yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
-
-
-def numpy_tape_step(cfg, weights, dtype, seed_style=False):
-    layers = [NLinear(w.astype(dtype), b.astype(dtype)) for w, b in weights]
-    params = [p for lin in layers for p in (lin.weight, lin.bias)]
-    adam = NAdam(params, lr=cfg["lr"]) if cfg["opt"] == "adam" else None
-
-    def step(xb, yb):
-        h = NTensor(xb)
-        for i, lin in enumerate(layers):
-            h = lin(h)
-            if i != len(layers) - 1:
-                h = h.relu()
-        loss = h.mse(yb) if cfg["loss"] == "mse" else h.cross_entropy(yb)
-        loss.backward(seed_style=seed_style)
-        if adam is None:
-            sgd_step(params, cfg["lr"])
-        else:
-            adam.step()
-        return float(loss.value)
-    return step
-
-
-def torch_step(cfg, weights, dtype):
-    tdtype = torch.float64 if dtype == np.float64 else torch.float32
-    layers = []
-    for i, (w, b) in enumerate(weights):
-        lin = torch.nn.Linear(*w.shape[::-1], dtype=tdtype)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i != len(weights) - 1:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    opt = (torch.optim.SGD(model.parameters(), lr=cfg["lr"]) if cfg["opt"] == "sgd"
-           else torch.optim.Adam(model.parameters(), lr=cfg["lr"]))
-    loss_fn = (torch.nn.functional.mse_loss if cfg["loss"] == "mse"
-               else torch.nn.functional.cross_entropy)
-
-    def step(xb, yb):
-        out = model(torch.from_numpy(xb))
-        loss = loss_fn(out, torch.from_numpy(yb))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
-
-
-def time_steps(steps_by_name, x, y, batches, steps, repeats):
-    """Best-of-`repeats` mean time per step in microseconds, per framework. The frameworks
-    take turns within each repeat, so a burst of load on the machine hits all of them."""
-    xs = [np.ascontiguousarray(x[i]) for i in batches]
-    ys = [np.ascontiguousarray(y[i]) for i in batches]
-    best = {name: float("inf") for name in steps_by_name}
-    for name, step in steps_by_name.items():
-        for k in range(20):                               # warm-up
-            step(xs[k % len(xs)], ys[k % len(ys)])
-    for _ in range(repeats):
-        for name, step in steps_by_name.items():
-            t0 = time.perf_counter()
-            for k in range(steps):
-                step(xs[k % len(xs)], ys[k % len(ys)])
-            best[name] = min(best[name], (time.perf_counter() - t0) / steps * 1e6)
-    return best
-
-
-def check_same_losses(steps_by_name, x, y, batches):
-    """All frameworks start from the same weights: their first losses must agree."""
-    losses = {name: [s(x[b], y[b]) for b in batches[:3]] for name, s in steps_by_name.items()}
-    ref = losses["fastgrad"]
-    for name, ls in losses.items():
-        if not np.allclose(ls, ref, rtol=1e-4):
-            raise SystemExit(f"benchmark setup error: {name} losses {ls} differ from {ref}")
-
 
 def bench_training(args):
     rows = []
-    for cname, cfg in CONFIGS.items():
+    for cname in CONFIGS:
         for dtype in args.dtypes:
-            rng = np.random.default_rng(0)
-            weights = [(w.astype(dtype), b.astype(dtype))
-                       for w, b in make_weights(cfg["sizes"], rng)]
-            x, y, batches = make_data(cfg, rng)
-            x = x.astype(dtype)
-            if cfg["loss"] == "mse":
-                y = y.astype(dtype)
+            cfg, weights, x, y, batches = setup(cname, dtype)
             makers = {"fastgrad": fastgrad_step, "numpy tape": numpy_tape_step,
-                      "seed tape": lambda *a: numpy_tape_step(*a, seed_style=True)}
+                      "seed tape": seed_tape_step}
             if torch is not None:
                 makers["torch"] = torch_step
             check_same_losses({n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y,
                               batches)
             steps = max(20, int(cfg["steps"] * args.scale))
-            times = time_steps({n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y,
-                               batches, steps, args.repeats)
+            times = {n: min(ts) for n, ts in time_steps(
+                {n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y, batches, steps,
+                args.repeats).items()}
             rows.append((cname, cfg, np.dtype(dtype).name, times))
     print("\nTraining step (µs per step, best of %d repeats; ratio = other / fastgrad)"
           % args.repeats)

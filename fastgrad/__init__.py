@@ -4,6 +4,16 @@
 ``fastgrad.Tensor`` is a numpy-backed tensor with PyTorch's names (``fastgrad.nn``,
 ``fastgrad.optim``, ``fastgrad.functional``). ``fastgrad.record`` turns the graph behind a Value
 into a program replayed in C (``fastgrad.replay``).
+
+>>> import fastgrad
+>>> x = fastgrad.Value(2.0)
+>>> (x ** 3).backward()
+>>> x.grad
+12.0
+>>> t = fastgrad.Tensor([1.0, 2.0], requires_grad=True)
+>>> (t * t).sum().backward()
+>>> t.grad.tolist()
+[2.0, 4.0]
 """
 
 from fastgrad._version import __version__

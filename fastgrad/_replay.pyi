@@ -1,6 +1,6 @@
 """Type stubs for fastgrad._replay (recorded scalar programs, replayed in C)."""
 
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple, final
 
 import numpy as np
 import numpy.typing as npt
@@ -8,15 +8,16 @@ import numpy.typing as npt
 from fastgrad._scalar import Value
 
 # A Value, or a (nested, rectangular) sequence of them.
-NestedValues = Any
+_NestedValues = Any
 
 __all__ = ["Program", "record", "sgd_step"]
 
 
+@final
 class Program:
     """A recorded scalar graph, replayed in C (make one with record())."""
 
-    def __init__(self) -> None: ...  # raises TypeError: use record()
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...  # raises TypeError: use record()
     def forward(self, X: Optional[npt.ArrayLike] = ...) -> float: ...
     def backward(self) -> None: ...
     def zero_grad(self) -> None: ...
@@ -44,9 +45,9 @@ class Program:
 
 def record(
     output: Value,
-    inputs: Optional[NestedValues] = ...,
+    inputs: Optional[_NestedValues] = ...,
     params: Optional[Iterable[Value]] = ...,
-    outputs: Optional[NestedValues] = ...,
+    outputs: Optional[_NestedValues] = ...,
 ) -> Program: ...
 
 

@@ -835,6 +835,12 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
 
     Same nodes and summation order as ``sum((wi*xi for wi, xi in zip(w, x)), b)``; numbers
     among the inputs become constant leaves, as in micrograd.
+
+    >>> w = [Value(2.0), Value(-1.0)]
+    >>> linear_combination(w, [1.0, 3.0], Value(0.5))
+    Value(data=-0.5, grad=0.0)
+    >>> linear_combination(w, [1.0, 3.0], Value(0.5), relu=True)
+    Value(data=0.0, grad=0.0)
     """
     # Private, immutable copies: converting an input may run Python code, which must not be
     # able to change what gets built.
@@ -1027,7 +1033,11 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
 
 
 def arena_stats():
-    """Nodes alive now, slots handed out (alive or dead), capacity, and bytes per slot."""
+    """Nodes alive now, slots handed out (alive or dead), capacity, and bytes per slot.
+
+    >>> sorted(arena_stats())
+    ['bytes_per_slot', 'capacity', 'live', 'size']
+    """
     cdef size_t per_slot = (2 * sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
                             + sizeof(PyObject *) + sizeof(int32_t))
     return {

@@ -112,13 +112,31 @@ cdef inline bint _sole_owner(PyObject *field) noexcept:
 
 
 def is_grad_enabled():
-    """True unless inside a `no_grad()` block."""
+    """True unless inside a `no_grad()` block.
+
+    >>> is_grad_enabled()
+    True
+    >>> with no_grad():
+    ...     is_grad_enabled()
+    False
+    """
     return _grad_enabled
 
 
 class no_grad:
     """Context manager (and decorator): ops inside record nothing and return tensors that do
-    not require grad. Use it for evaluation and for optimizer updates."""
+    not require grad. Use it for evaluation and for optimizer updates.
+
+    >>> w = Tensor([1.0, 2.0], requires_grad=True)
+    >>> with no_grad():
+    ...     (w * 2).requires_grad
+    False
+    >>> @no_grad()
+    ... def predict(x):
+    ...     return w * x
+    >>> predict(3.0).requires_grad
+    False
+    """
 
     def __enter__(self):
         global _grad_enabled
@@ -569,12 +587,25 @@ cdef object _index_key(object key):
 
 
 def concatenate(tensors, axis=0):
-    """numpy.concatenate / torch.cat for tensors (numbers and arrays are constants)."""
+    """numpy.concatenate / torch.cat for tensors (numbers and arrays are constants).
+
+    >>> a = Tensor([1.0, 2.0], requires_grad=True)
+    >>> c = concatenate([a, np.zeros(3)])
+    >>> c.shape
+    (5,)
+    >>> (c * c).sum().backward()
+    >>> a.grad.tolist()
+    [2.0, 4.0]
+    """
     return _join(tensors, axis, False)
 
 
 def stack(tensors, axis=0):
-    """numpy.stack / torch.stack for tensors."""
+    """numpy.stack / torch.stack for tensors.
+
+    >>> stack([Tensor([1.0, 2.0]), Tensor([3.0, 4.0])], axis=1).numpy().tolist()
+    [[1.0, 3.0], [2.0, 4.0]]
+    """
     return _join(tensors, axis, True)
 
 
@@ -614,7 +645,13 @@ cdef object _join(object tensors, object axis, bint new_axis):
 
 
 def linear(x, weight, bias=None):
-    """x @ weight.T + bias as one tape node (torch.nn.functional.linear)."""
+    """x @ weight.T + bias as one tape node (torch.nn.functional.linear).
+
+    >>> x = Tensor([[1.0, 2.0]])
+    >>> w = Tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    >>> linear(x, w, Tensor([0.0, 0.0, 0.5])).numpy().tolist()
+    [[1.0, 2.0, 3.5]]
+    """
     cdef Tensor tx = _require_tensor(x, 'linear')
     cdef Tensor tw = _require_tensor(weight, 'linear')
     cdef Tensor tb = None
@@ -647,7 +684,16 @@ def linear(x, weight, bias=None):
 
 
 def mse_loss(input, target):
-    """mean((input - target)**2) as one node; input and target must have the same shape."""
+    """mean((input - target)**2) as one node; input and target must have the same shape.
+
+    >>> p = Tensor([1.0, 3.0], requires_grad=True)
+    >>> loss = mse_loss(p, Tensor([0.0, 0.0]))
+    >>> loss.item()
+    5.0
+    >>> loss.backward()
+    >>> p.grad.tolist()
+    [1.0, 3.0]
+    """
     iv = _operand(input)
     tv = _operand(target)
     if iv is None or tv is None or not (isinstance(input, Tensor) or isinstance(target, Tensor)):
@@ -671,7 +717,16 @@ def mse_loss(input, target):
 
 def cross_entropy(logits, targets):
     """Mean negative log-likelihood of integer class targets under softmax(logits) (N, C);
-    computed from shifted logits, so it is finite for logits in the thousands."""
+    computed from shifted logits, so it is finite for logits in the thousands.
+
+    >>> logits = Tensor([[1000.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    >>> loss = cross_entropy(logits, np.array([0, 1]))
+    >>> round(loss.item(), 6)
+    0.346574
+    >>> loss.backward()
+    >>> logits.grad.tolist()
+    [[0.0, 0.0], [0.25, -0.25]]
+    """
     cdef Tensor x = _require_tensor(logits, 'cross_entropy')
     xv = x._data
     if isinstance(targets, Tensor):
@@ -760,7 +815,12 @@ cdef object _ce_grad(object z, object lse, object t, object scale):
 
 
 def binary_cross_entropy(input, target):
-    """Mean of -(t log p + (1-t) log(1-p)) with logs clamped at -100 like PyTorch."""
+    """Mean of -(t log p + (1-t) log(1-p)) with logs clamped at -100 like PyTorch.
+
+    >>> p = Tensor([0.5, 1.0], requires_grad=True)
+    >>> round(binary_cross_entropy(p, Tensor([1.0, 0.0])).item(), 6)
+    50.346574
+    """
     pv = _operand(input)
     tv = _operand(target)
     if not isinstance(input, Tensor) or tv is None:
@@ -792,7 +852,18 @@ def binary_cross_entropy(input, target):
 @cython.freelist(256)
 cdef class Tensor:
     """A numpy array with reverse-mode gradients: `Tensor(data, requires_grad=False,
-    dtype=None)`. float64 unless the data is float32 (or dtype says float32)."""
+    dtype=None)`. float64 unless the data is float32 (or dtype says float32).
+
+    >>> x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = (x * x).sum(axis=1).mean()
+    >>> y
+    Tensor(15., grad_fn=mean)
+    >>> y.backward()
+    >>> x.grad.tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    >>> Tensor(np.ones(3, dtype=np.float32)).dtype
+    dtype('float32')
+    """
 
     cdef object _data           # the value (ndarray, float32 or float64)
     cdef object _grad           # gradient buffer (ndarray) or None
@@ -869,6 +940,7 @@ cdef class Tensor:
 
     @property
     def requires_grad(self):
+        """Whether ops on this tensor are recorded (settable on leaves)."""
         return self._requires_grad
 
     @requires_grad.setter
@@ -879,31 +951,38 @@ cdef class Tensor:
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad=True):
+        """Set requires_grad in place; returns the tensor."""
         self.requires_grad = requires_grad
         return self
 
     @property
     def is_leaf(self):
+        """True for tensors not produced by a recorded op."""
         return self.op == OP_LEAF
 
     @property
     def shape(self):
+        """The array's shape (a tuple)."""
         return self._data.shape
 
     @property
     def ndim(self):
+        """The number of dimensions."""
         return self._data.ndim
 
     @property
     def size(self):
+        """The number of elements."""
         return self._data.size
 
     @property
     def dtype(self):
+        """numpy dtype: float64 or float32."""
         return self._data.dtype
 
     @property
     def T(self):
+        """The transpose (reversed axes); 0-d and 1-d tensors are returned as they are."""
         if self._data.ndim < 2:
             return self
         return self.transpose()
@@ -921,6 +1000,7 @@ cdef class Tensor:
         return tuple([k for k in (self.a, self.b, self.c) if k is not None])
 
     def numpy(self):
+        """The value as a numpy array (shared, not copied)."""
         return self._data
 
     def __array__(self, dtype=None, copy=None):
@@ -930,6 +1010,7 @@ cdef class Tensor:
         return self._data.copy() if copy else self._data
 
     def item(self):
+        """The only element as a Python float."""
         if self._data.size != 1:
             raise ValueError(f"item(): only a one-element tensor converts to a Python number, "
                              f"this one has shape {self._data.shape}")
@@ -1006,6 +1087,7 @@ cdef class Tensor:
         return self
 
     def matmul(self, other):
+        """self @ other (numpy's matmul rules); TypeError for unsupported operands."""
         out = _binary(OP_MATMUL, self, other)
         if out is NotImplemented:
             raise TypeError(f"matmul: unsupported operand {type(other).__name__}")
@@ -1014,27 +1096,34 @@ cdef class Tensor:
     # --- elementwise functions -----------------------------------------------------------
 
     def relu(self):
+        """max(x, 0) elementwise; gradient 1 where x > 0."""
         return _unary(self, OP_RELU, _relu_fwd(self._data), None)
 
     def tanh(self):
+        """Hyperbolic tangent elementwise."""
         return _unary(self, OP_TANH, _np_tanh(self._data), None)
 
     def exp(self):
+        """e**x elementwise."""
         return _unary(self, OP_EXP, _np_exp(self._data), None)
 
     def log(self):
+        """Natural logarithm elementwise."""
         return _unary(self, OP_LOG, _np_log(self._data), None)
 
     def sigmoid(self):
+        """1 / (1 + e**-x) elementwise, without overflow."""
         return _unary(self, OP_SIGMOID, _sigmoid_array(self._data), None)
 
     def softmax(self, axis=-1):
+        """exp(x) normalised along axis (computed from x - max)."""
         ax = _norm_axes(axis, self._data.ndim, 'softmax')
         x = self._data
         e = _np_exp(x - _amax(x, ax, True))
         return _unary(self, OP_SOFTMAX, e / _sum(e, ax, True), ax)
 
     def log_softmax(self, axis=-1):
+        """log(softmax(x)) along axis, computed stably."""
         ax = _norm_axes(axis, self._data.ndim, 'log_softmax')
         x = self._data
         z = x - _amax(x, ax, True)
@@ -1044,6 +1133,7 @@ cdef class Tensor:
     # --- reductions ----------------------------------------------------------------------
 
     def sum(self, axis=None, keepdims=False):
+        """Sum over axis (None: all; an int or a tuple, negatives allowed)."""
         x = self._data
         if axis is None:        # the common case, without numpy's tuple-axis machinery
             return _unary(self, OP_SUM, _sum(x, None, keepdims), (1,) * x.ndim)
@@ -1052,6 +1142,7 @@ cdef class Tensor:
                       _kept_shape(x.shape, axes))
 
     def mean(self, axis=None, keepdims=False):
+        """Mean over axis (None: all; an int or a tuple, negatives allowed)."""
         x = self._data
         axes = _norm_axes(axis, x.ndim, 'mean')
         count = 1
@@ -1075,6 +1166,7 @@ cdef class Tensor:
     # --- shape ops -----------------------------------------------------------------------
 
     def reshape(self, *shape):
+        """The same data in a new shape: reshape(2, 3) or reshape((2, 3)); -1 infers one size."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         try:
@@ -1085,9 +1177,11 @@ cdef class Tensor:
         return _unary(self, OP_RESHAPE, out, None)
 
     def view(self, *shape):
+        """reshape (PyTorch's name)."""
         return self.reshape(*shape)
 
     def flatten(self):
+        """reshape(-1)."""
         return self.reshape(-1)
 
     def transpose(self, *axes):
@@ -1111,9 +1205,11 @@ cdef class Tensor:
         return _unary(self, OP_TRANSPOSE, self._data.transpose(perm), tuple(inverse))
 
     def permute(self, *dims):
+        """transpose with a full permutation (PyTorch's name)."""
         return self.transpose(*dims)
 
     def __getitem__(self, key):
+        """numpy indexing (slices, ints, None, ..., integer and boolean arrays), recorded."""
         key = _index_key(key)
         return _unary(self, OP_INDEX, self._data[key], (key, _is_basic_key(key)))
 

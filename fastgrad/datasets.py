@@ -10,6 +10,10 @@ def make_moons(n_samples=100, noise=0.1, seed=None):
 
     Returns ``(X, y)`` with X of shape (n_samples, 2) (float64) and y of shape (n_samples,)
     (int64), the first half labelled -1 (upper moon) and the rest +1 (lower moon).
+
+    >>> X, y = make_moons(100, noise=0.1, seed=0)
+    >>> X.shape, y.shape, sorted(set(y.tolist()))
+    ((100, 2), (100,), [-1, 1])
     """
     rng = np.random.default_rng(seed)
     n_upper = n_samples // 2

@@ -3,13 +3,25 @@
 The compiled core is used unless ``FASTGRAD_ENGINE=pure`` selects the pure-Python reference
 engine (the same API, for tests and comparisons). There is no silent fallback: without the
 compiled extension, importing fails and says how to build it.
+
+>>> from fastgrad.engine import Value
+>>> x = Value(3.0)
+>>> y = x * x + 2 * x
+>>> y.backward()
+>>> y.data, x.grad
+(15.0, 8.0)
 """
 
 import os
+from typing import TYPE_CHECKING
 
 ENGINE = os.environ.get("FASTGRAD_ENGINE", "compiled").strip().lower() or "compiled"
 
-if ENGINE == "pure":
+if TYPE_CHECKING:
+    # Type checkers see the compiled core's stubs (_scalar.pyi); the reference engine has the
+    # same API.
+    from fastgrad._scalar import Value, linear_combination, linear_layer
+elif ENGINE == "pure":
     from fastgrad.pure import Value, linear_combination, linear_layer
 elif ENGINE == "compiled":
     try:

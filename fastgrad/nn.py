@@ -6,7 +6,11 @@ change is inside the forward passes: a Neuron is one call into the core instead 
 calls, and a Layer of plain Neurons is one call for all of them.
 """
 
+from __future__ import annotations
+
 import random
+from collections.abc import Sequence
+from typing import Any
 
 from fastgrad.engine import Value, linear_combination, linear_layer
 
@@ -14,27 +18,50 @@ __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
 
 class Module:
+    """micrograd's base class: ``parameters()`` lists the Values to train, ``zero_grad()``
+    zeroes their gradients.
 
-    def zero_grad(self):
+    >>> import random; random.seed(0)
+    >>> model = MLP(2, [3, 1])
+    >>> len(model.parameters())
+    13
+    >>> model.zero_grad()
+    >>> {p.grad for p in model.parameters()}
+    {0.0}
+    """
+
+    def zero_grad(self) -> None:
+        """Set the grad of every parameter to 0."""
         for p in self.parameters():
             p.grad = 0
 
-    def parameters(self):
+    def parameters(self) -> list[Any]:
+        """The Values this module trains (none for the base class)."""
         return []
 
 
 class Neuron(Module):
+    """``relu(b + w0*x0 + w1*x1 + ...)`` (no relu with ``nonlin=False``); the weights are drawn
+    from ``random.uniform(-1, 1)`` and the bias starts at 0, as in micrograd.
 
-    def __init__(self, nin, nonlin=True):
+    >>> n = Neuron(2, nonlin=False)
+    >>> n.w[0].data, n.w[1].data = 2.0, -1.0
+    >>> n([1.0, 3.0])
+    Value(data=-1.0, grad=0.0)
+    """
+
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        """The neuron's output Value for a sequence of inputs (numbers or Values)."""
         # micrograd: sum((wi*xi for wi, xi in zip(self.w, x)), self.b), then relu if nonlin
         return linear_combination(self.w, x, self.b, self.nonlin)
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
+        """The weights, then the bias."""
         return self.w + [self.b]
 
     def __repr__(self):
@@ -42,11 +69,20 @@ class Neuron(Module):
 
 
 class Layer(Module):
+    """``nout`` Neurons of ``nin`` inputs each; keyword arguments go to every Neuron.
 
-    def __init__(self, nin, nout, **kwargs):
+    >>> layer = Layer(3, 2)
+    >>> layer
+    Layer of [ReLUNeuron(3), ReLUNeuron(3)]
+    >>> len(layer([1.0, 2.0, 3.0]))
+    2
+    """
+
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        """The list of the neurons' outputs (the Value itself for a layer of one neuron)."""
         # micrograd: [n(x) for n in self.neurons], built in one core call when every neuron is
         # a plain Neuron (a subclass keeps its own __call__)
         out = linear_layer(self.neurons, x, Neuron)
@@ -54,7 +90,8 @@ class Layer(Module):
             out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
+        """Every neuron's parameters, neuron by neuron."""
         return [p for n in self.neurons for p in n.parameters()]
 
     def __repr__(self):
@@ -62,17 +99,30 @@ class Layer(Module):
 
 
 class MLP(Module):
+    """Layers of the given sizes, relu on all but the last: micrograd's multi-layer perceptron.
 
-    def __init__(self, nin, nouts):
+    >>> import random; random.seed(1337)
+    >>> model = MLP(2, [16, 16, 1])
+    >>> len(model.parameters())
+    337
+    >>> loss = (model([2.0, -1.0]) - 1.0) ** 2
+    >>> loss.backward()
+    >>> any(p.grad != 0 for p in model.parameters())
+    True
+    """
+
+    def __init__(self, nin: int, nouts: list[int]) -> None:
         sz = [nin] + nouts
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
+        """The output of the last layer for a sequence of inputs."""
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
+        """Every layer's parameters, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def __repr__(self):

@@ -6,7 +6,11 @@ array per step, updated by the same code, and written back, so both engines foll
 same rule.
 """
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +45,20 @@ class _ScalarBlock:
 class Optimizer:
     """Base class: holds the parameters and per-parameter state (a dict each); subclasses
     define the update twice: `_update_all` (compiled kernel, all parameters in one call) and
-    `_update_numpy` (the same rule for the arrays the kernel cannot take)."""
+    `_update_numpy` (the same rule for the arrays the kernel cannot take).
 
-    def __init__(self, params, **hyper):
+    Every optimizer also takes the scalar engine's Values:
+
+    >>> from fastgrad import Value
+    >>> x = Value(3.0)
+    >>> opt = SGD([x], lr=0.25)
+    >>> (x * x).backward()
+    >>> opt.step()
+    >>> x.data
+    1.5
+    """
+
+    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
         if isinstance(params, Tensor):
             raise TypeError("optimizer params must be an iterable of tensors (or Values), "
                             "not a single Tensor")
@@ -72,9 +87,9 @@ class Optimizer:
         self._tensors = tensors
         self._scalars = _ScalarBlock(scalars) if scalars else None
         self.defaults = hyper
-        self.state = [dict() for _ in range(len(tensors) + (1 if scalars else 0))]
+        self.state: list[dict[str, Any]] = [dict() for _ in range(len(tensors) + (1 if scalars else 0))]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Drop tensor gradients (None, as PyTorch's set_to_none) and zero scalar ones."""
         for p in self._tensors:
             p.grad = None
@@ -82,7 +97,7 @@ class Optimizer:
             for p in self._scalars.values:
                 p.grad = 0.0
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter that has a gradient."""
         params, grads, states = [], [], []
         for p, state in zip(self._tensors, self.state):
@@ -113,9 +128,18 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD (dampening 0): momentum buffer starts as the first gradient."""
+    """torch.optim.SGD (dampening 0): momentum buffer starts as the first gradient.
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> w.data.tolist()
+    [0.8, -1.6]
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
         if nesterov and momentum <= 0:
             raise ValueError("nesterov momentum requires a positive momentum")
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -149,11 +173,23 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (no amsgrad): L2 weight decay added to the gradient."""
+    """torch.optim.Adam (no amsgrad): L2 weight decay added to the gradient.
+
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = Adam([w], lr=0.1)
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     (w * w).sum().backward()
+    ...     opt.step()
+    >>> np.round(w.data, 4).tolist()
+    [0.7016, -1.7006]
+    """
 
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"invalid betas: {betas}")
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
@@ -192,9 +228,19 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """torch.optim.AdamW: decoupled weight decay (param *= 1 - lr*wd), default 1e-2."""
+    """torch.optim.AdamW: decoupled weight decay (param *= 1 - lr*wd), default 1e-2.
+
+    >>> w = Tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> np.round(w.data, 6).tolist()
+    [0.85, -1.8]
+    """
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

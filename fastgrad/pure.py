@@ -148,7 +148,14 @@ def _abs_rule(out):
 
 class Value:
     """A scalar and its gradient: micrograd's Value, plus tanh, exp, log, sigmoid, Value**Value,
-    max, min and abs."""
+    max, min and abs.
+
+    >>> a, b = Value(2.0), Value(-3.0)
+    >>> c = a * b + a ** 2
+    >>> c.backward()
+    >>> (c.data, a.grad, b.grad)
+    (-2.0, 1.0, 2.0)
+    """
 
     __array_ufunc__ = None  # numpy scalars on the left defer to Value
 

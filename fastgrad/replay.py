@@ -41,9 +41,12 @@ Programs pickle (with their leaves: pickle a model and its program together and 
 the parameter Values again) and report their size (``nodes``, ``nbytes``).
 """
 
+from typing import TYPE_CHECKING
+
 from fastgrad.engine import ENGINE
 
-if ENGINE != "compiled":  # pragma: no cover - exercised under FASTGRAD_ENGINE=pure
+# Type checkers see the compiled module's stubs (_replay.pyi).
+if ENGINE != "compiled" and not TYPE_CHECKING:  # pragma: no cover - FASTGRAD_ENGINE=pure
     def record(output, inputs=None, params=None, outputs=None):
         """Needs the compiled engine (FASTGRAD_ENGINE=pure has no tape to record)."""
         raise RuntimeError("fastgrad.record replays the compiled engine's graphs; it is not "

@@ -2,6 +2,15 @@
 
 Everything lives in the compiled core (``fastgrad._tensor``): operators on small tensors are
 dominated by per-op overhead, so the handle, its operators and the sweep are all Cython.
+
+>>> from fastgrad.tensor import Tensor, no_grad
+>>> w = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+>>> (w @ Tensor([1.0, 1.0])).sum().backward()
+>>> w.grad.tolist()
+[[1.0, 1.0], [1.0, 1.0]]
+>>> with no_grad():
+...     (w * 2).requires_grad
+False
 """
 
 try:

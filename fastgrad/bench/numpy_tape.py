@@ -1,4 +1,4 @@
-"""Baseline for the benchmark: a pure-Python numpy tape in the style of seed 003.
+"""The reference of the tensor benchmarks: a pure-Python numpy tape in the style of seed 003.
 
 Every op creates a node holding its value, its parents and a backward closure, numbered in
 creation order; backward() collects the nodes reachable from the loss, walks them from the
