@@ -174,6 +174,10 @@ def time_steps(steps_by_name: dict[str, Step], x: np.ndarray, y: np.ndarray,
             step(xs[k % len(xs)], ys[k % len(ys)])
     for _ in range(repeats):
         for name, step in steps_by_name.items():
+            # Let the previous framework's worker threads go idle first: PyTorch's OpenMP
+            # threads spin for a while after a step, and on a small machine that spinning
+            # takes the cores from whichever framework is timed next.
+            time.sleep(0.05)
             t0 = time.perf_counter()
             for k in range(steps):
                 step(xs[k % len(xs)], ys[k % len(ys)])
