@@ -28,17 +28,11 @@ import subprocess
 import sys
 import time
 
+from fastgrad.bench.common import timed
+from fastgrad.bench.scalar import moons_loss, moons_step_fn
+
 ENGINES = ["micrograd", "fastgrad rebuild", "fastgrad replay", "torch"]
 SAMPLES = 100
-
-
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def moons():
@@ -52,32 +46,6 @@ def seeded_mlp(MLP):
     return MLP(2, [16, 16, 1])
 
 
-def build_loss(Value, model, inputs, y):
-    scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
-    data_loss = sum(losses) * (1.0 / len(losses))
-    reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
-    return data_loss + reg_loss
-
-
-def rebuild_step_fn(Value, MLP):
-    X, y = moons()
-    model = seeded_mlp(MLP)
-    state = {"k": 0}
-
-    def step():
-        total_loss = build_loss(Value, model, [list(map(Value, xrow)) for xrow in X], y)
-        model.zero_grad()
-        total_loss.backward()
-        learning_rate = 1.0 - 0.9 * state["k"] / 100
-        for p in model.parameters():
-            p.data -= learning_rate * p.grad
-        state["k"] += 1
-        return total_loss.data
-
-    return step
-
-
 def work_rebuild(engine, repeats):
     if engine == "micrograd":
         from micrograd.engine import Value
@@ -85,7 +53,7 @@ def work_rebuild(engine, repeats):
     else:
         from fastgrad.engine import Value
         from fastgrad.nn import MLP
-    step = rebuild_step_fn(Value, MLP)
+    step = moons_step_fn(Value, MLP, SAMPLES)
     first = step()
     return {"first_loss": float(first), "us_per_step": [t * 1e6 for t in timed(step, repeats)]}
 
@@ -99,7 +67,7 @@ def work_replay(repeats):
     model = seeded_mlp(MLP)
     t0 = time.perf_counter()
     inputs = [list(map(Value, xrow)) for xrow in X]
-    prog = fastgrad.record(build_loss(Value, model, inputs, y), inputs=inputs,
+    prog = fastgrad.record(moons_loss(model, inputs, y), inputs=inputs,
                            params=model.parameters())
     record_us = (time.perf_counter() - t0) * 1e6
     state = {"k": 0}

@@ -114,6 +114,15 @@ def work_chain(Value: Any, MLP: Any, quick: bool, engine: str) -> dict[str, Any]
     return {"forward_ns_per_op": forward, "backward_ns_per_node": backward}
 
 
+def moons_loss(model: Any, inputs: list[list[Any]], y: Any) -> Any:
+    """micrograd's demo loss: mean SVM max-margin loss plus 1e-4 L2 regularization."""
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
+    return data_loss + reg_loss
+
+
 def moons_step_fn(Value: Any, MLP: Any, samples: int) -> Callable[[], float]:
     """micrograd's demo training step (demo.ipynb) on `samples` moons, as a closure."""
     import random
@@ -126,12 +135,7 @@ def moons_step_fn(Value: Any, MLP: Any, samples: int) -> Callable[[], float]:
     state = {"k": 0}
 
     def step() -> float:
-        inputs = [list(map(Value, xrow)) for xrow in X]
-        scores = list(map(model, inputs))
-        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
-        data_loss = sum(losses) * (1.0 / len(losses))
-        reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
-        total_loss = data_loss + reg_loss
+        total_loss = moons_loss(model, [list(map(Value, xrow)) for xrow in X], y)
         model.zero_grad()
         total_loss.backward()
         learning_rate = 1.0 - 0.9 * state["k"] / 100
