@@ -6,7 +6,7 @@ CPU), each in a fresh interpreter, and prints one table: median (min-max) over r
 engine's median divided by fastgrad's. micrograd and PyTorch are included when installed.
 
     python -m fastgrad.bench            # about two minutes on 2 cores (micrograd's moons step is slow)
-    python -m fastgrad.bench --quick    # about ten seconds, small sizes (noisy)
+    python -m fastgrad.bench --quick    # about 20 s on 2 cores (mostly starting interpreters and importing PyTorch), noisy
     python -m fastgrad.bench --json     # the measurements as JSON on stdout
 """
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="fastgrad against its pure-Python reference "
                                      "engines, micrograd and PyTorch, in one table.")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats: about ten seconds, noisy")
+                        help="small sizes and few repeats: about 20 s on 2 cores, noisy")
     parser.add_argument("--json", action="store_true",
                         help="print the measurements as JSON instead of the table")
     parser.add_argument("--threads", type=int, default=1,
