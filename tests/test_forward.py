@@ -11,7 +11,7 @@ import fastgrad
 from fastgrad import forward_grad, jvp
 
 from conftest import COMPILED, RefValue, Value, compiled_only
-from test_engine_random_graphs import build, finite, instruction
+from test_engine_random_graphs import build, finite, instruction, magnitude
 from test_tensor_hypothesis import build_chain, shapes
 
 
@@ -173,55 +173,6 @@ def test_dual_numbers_on_the_tape():
 # -- random graphs ------------------------------------------------------------------------------
 
 directions = st.lists(st.floats(-2.0, 2.0, allow_nan=False), min_size=4, max_size=4)
-
-
-def magnitude(out, tangents):
-    """The tangent sweep with every local derivative and tangent replaced by its absolute value.
-
-    Rounding in either sweep is a small multiple of eps times this bound: it is the scale to
-    compare forward and reverse mode against (x / x has derivative 0 but sums terms of 1/x).
-    ``out`` is a reference-engine Value (every node, inner ones too, is reachable from it).
-    """
-    from fastgrad import pure
-
-    def partials(v):
-        kids = v._children
-        rule = v._rule
-        if rule is pure._add_rule:
-            return 1.0, 1.0
-        if rule is pure._mul_rule:
-            return kids[1].data, kids[0].data
-        if rule is pure._pow_const_rule:
-            return (v._exponent * pure._c_pow(kids[0].data, v._exponent - 1.0),)
-        if rule is pure._pow_rule:
-            x, y = kids[0].data, kids[1].data
-            return y * pure._c_pow(x, y - 1.0), (v.data * math.log(x) if x > 0 else 0.0)
-        if rule is pure._relu_rule:
-            return (1.0 if v.data > 0 else 0.0,)
-        if rule is pure._tanh_rule:
-            return (1.0 - v.data * v.data,)
-        if rule is pure._exp_rule:
-            return (v.data,)
-        if rule is pure._log_rule:
-            return (1.0 / kids[0].data,)
-        if rule is pure._sigmoid_rule:
-            return (v.data * (1.0 - v.data),)
-        if rule in (pure._max_rule, pure._min_rule, pure._abs_rule):
-            return (1.0, 1.0)[:len(kids)]
-        return (0.0,) * len(kids)
-
-    nodes, stack = {id(out): out}, [out]
-    while stack:
-        for c in stack.pop()._children:
-            if id(c) not in nodes:
-                nodes[id(c)] = c
-                stack.append(c)
-    seeds = {id(v): abs(d) for v, d in tangents.items()}
-    m = {}
-    for v in sorted(nodes.values(), key=lambda v: v._created):
-        m[id(v)] = seeds.get(id(v), 0.0) + sum(
-            abs(p) * m[id(c)] for p, c in zip(partials(v), v._children))
-    return m[id(out)]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
