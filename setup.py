@@ -24,7 +24,13 @@ MSVC_FLAGS = ["/O2", "/fp:precise"]
 
 
 class BuildExt(build_ext):
-    """Adds the flags of the compiler actually in use (gcc/clang or MSVC)."""
+    """Adds the flags of the compiler actually in use (gcc/clang or MSVC), and compiles the
+    extensions in parallel (one per core) unless `-j`/`--parallel` says otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
@@ -34,7 +40,7 @@ class BuildExt(build_ext):
             flags.append("-march=native")
         for ext in self.extensions:
             own = list(flags)
-            if ext.name == "fastgrad._kernels" and not msvc:
+            if ext.name == "fastgrad.optim._kernels" and not msvc:
                 # sqrt without errno: gcc/clang vectorise Adam's square root (still correctly
                 # rounded, the same bits as np.sqrt); its arguments are never negative
                 own.append("-fno-math-errno")
@@ -43,16 +49,16 @@ class BuildExt(build_ext):
 
 
 def extensions():
-    """One extension per .pyx file in fastgrad/."""
-    sources = sorted(Path("fastgrad").glob("*.pyx"))
-    return [Extension(f"fastgrad.{src.stem}", [str(src)]) for src in sources]
+    """One extension per .pyx file under fastgrad/, named by its path (fastgrad._scalar.value)."""
+    sources = sorted(Path("fastgrad").rglob("*.pyx"))
+    return [Extension(".".join(src.with_suffix("").parts), [str(src)]) for src in sources]
 
 
 setup(
     ext_modules=cythonize(
         extensions(),
         compiler_directives=COMPILER_DIRECTIVES,
-        # FASTGRAD_ANNOTATE=1 writes fastgrad/*.html (cython -a) with the real build's directives
+        # FASTGRAD_ANNOTATE=1 writes an .html beside each .pyx (cython -a) with the real build's directives
         annotate=os.environ.get("FASTGRAD_ANNOTATE") == "1",
         force=os.environ.get("FASTGRAD_ANNOTATE") == "1",
     ),

@@ -1,7 +1,7 @@
 """Which lines of a compiled module still call into the Python C-API (from `cython -a`).
 
     FASTGRAD_ANNOTATE=1 python setup.py build_ext --inplace   # writes fastgrad/*.html
-    python benchmarks/annotation_scores.py fastgrad/_scalar.pyx [function ...]
+    python benchmarks/annotation_scores.py fastgrad/_scalar/value.pyx [function ...]
 
 For each top-level function or method (or just the named ones) prints the lines whose
 annotation score is above zero: the number of Python C-API calls Cython generated for them.

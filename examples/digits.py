@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from fastgrad import Tensor, functional as F, nn, no_grad, optim
+from fastgrad import Tensor, nn, no_grad, optim
+from fastgrad.nn import functional as F
 
 
 def progress(iterable, total, desc):
@@ -58,7 +59,7 @@ def main():
     test, train = order[:n_test], order[n_test:]
     x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
 
-    model = nn.TensorMLP(64, [128, 10])
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     batches_per_epoch = (len(x_train) + args.batch - 1) // args.batch
 

@@ -10,7 +10,8 @@ the minimum p = -4/3 at (-4/3, 2/3), as the seed's demo does.
 
 import argparse
 
-from fastgrad import Value, forward_grad, jvp
+from fastgrad import Value
+from fastgrad.autograd import forward_grad, jvp
 
 MINIMUM = -4 / 3
 

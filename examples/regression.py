@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from fastgrad import Tensor, functional as F, nn, no_grad, optim
+from fastgrad import Tensor, nn, no_grad, optim
+from fastgrad.nn import functional as F
 
 
 def gen_data(rng, n):
@@ -44,7 +45,8 @@ def main():
     rng = np.random.default_rng(args.seed)
     x, y = gen_data(rng, 256)
     x_test, y_test = gen_data(rng, 256)
-    model = nn.TensorMLP(1, [128, 128, 1])
+    model = nn.Sequential(nn.Linear(1, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                          nn.Linear(128, 1))
     seed_init(model, rng)
     opt = optim.SGD(model.parameters(), lr=args.lr)
 

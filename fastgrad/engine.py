@@ -1,8 +1,11 @@
-"""micrograd's import path: ``from fastgrad.engine import Value``.
+"""micrograd's import path, ``from fastgrad.engine import Value``, and the one place where the
+scalar engine is chosen.
 
-The compiled core is used unless ``FASTGRAD_ENGINE=pure`` selects the pure-Python reference
-engine (the same API, for tests and comparisons). There is no silent fallback: without the
-compiled extension, importing fails and says how to build it.
+The compiled engine (``fastgrad._scalar``'s extension modules) is used unless
+``FASTGRAD_ENGINE=pure`` selects the pure-Python reference engine
+(``fastgrad._scalar.reference``: the same API, for tests and comparisons). There is no silent
+fallback: without the compiled extension, importing fails and says how to build it. Every other
+module of the package imports the scalar engine from here.
 
 >>> from fastgrad.engine import Value
 >>> x = Value(3.0)
@@ -18,14 +21,19 @@ from typing import TYPE_CHECKING
 ENGINE = os.environ.get("FASTGRAD_ENGINE", "compiled").strip().lower() or "compiled"
 
 if TYPE_CHECKING:
-    # Type checkers see the compiled core's stubs (_scalar.pyi); the reference engine has the
-    # same API.
-    from fastgrad._scalar import Value, linear_combination, linear_layer
+    # Type checkers see the compiled engine's stubs (.pyi); the reference engine has the same API.
+    from fastgrad._scalar.forward_mode import jvp
+    from fastgrad._scalar.replay import Program, record, sgd_step
+    from fastgrad._scalar.value import Value, linear_combination, linear_layer
 elif ENGINE == "pure":
-    from fastgrad.pure import Value, linear_combination, linear_layer
+    from fastgrad._scalar.reference import (Value, jvp, linear_combination, linear_layer, record,
+                                            sgd_step)
+    Program = None  # nothing to record on this engine
 elif ENGINE == "compiled":
     try:
-        from fastgrad._scalar import Value, linear_combination, linear_layer
+        from fastgrad._scalar.forward_mode import jvp
+        from fastgrad._scalar.replay import Program, record, sgd_step
+        from fastgrad._scalar.value import Value, linear_combination, linear_layer
     except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         raise ImportError(
             "fastgrad's compiled core (fastgrad._scalar) is not built or cannot be loaded: "
@@ -36,4 +44,5 @@ elif ENGINE == "compiled":
 else:
     raise ImportError(f"FASTGRAD_ENGINE must be 'compiled' or 'pure', not {ENGINE!r}")
 
-__all__ = ["Value", "linear_combination", "linear_layer", "ENGINE"]
+__all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "Program",
+           "ENGINE"]

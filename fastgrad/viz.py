@@ -92,7 +92,7 @@ def draw_dot(root, format='svg', rankdir='LR'):
     <BLANKLINE>
     """
     graphviz = _graphviz()
-    from fastgrad.tensor import Tensor
+    from fastgrad._tensor import Tensor
 
     dot = graphviz.Digraph(format=format, graph_attr={'rankdir': rankdir})
     nodes, edges = trace(root)

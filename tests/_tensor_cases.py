@@ -6,7 +6,8 @@ the same in torch (used only when torch is installed), and how to draw its input
 
 import numpy as np
 
-from fastgrad import Tensor, functional as F, no_grad
+from fastgrad import Tensor, no_grad
+from fastgrad.nn import functional as F
 
 
 def draw(rng, shape, kind):
@@ -119,7 +120,7 @@ REDUCE_AXES = [None, 0, -1, (0, -1)]
 
 
 def functional_pairs(torch, rng):
-    """(fastgrad function, the same in torch, input arrays) for every fastgrad.functional op:
+    """(fastgrad function, the same in torch, input arrays) for every fastgrad.nn.functional op:
     the cases both the gradient and the forward-mode comparisons with PyTorch run."""
     tf = torch.nn.functional
     x, w, b = rng.standard_normal((8, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)

@@ -4,12 +4,13 @@ import os
 
 import pytest
 
-from fastgrad import engine, pure
+from fastgrad import engine
+from fastgrad._scalar import reference
 
 # The engine under test is what `fastgrad.engine` selected (FASTGRAD_ENGINE); the reference
 # engine is always the pure-Python one.
 Value = engine.Value
-RefValue = pure.Value
+RefValue = reference.Value
 COMPILED = engine.ENGINE == "compiled"
 
 compiled_only = pytest.mark.skipif(not COMPILED, reason="checks the compiled core (FASTGRAD_ENGINE=pure)")

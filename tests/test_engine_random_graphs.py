@@ -104,7 +104,7 @@ def test_compiled_matches_reference_bit_for_bit(leaves, program, twice):
     vs, nodes, out = build(Value, leaves, program, reference=errors)
     rvs, rnodes, rout = build(RefValue, leaves, program)
     if COMPILED:
-        from fastgrad._scalar import _compact_now
+        from fastgrad._scalar.value import _compact_now
         del program  # the graph must survive its slots moving
         _compact_now()
     assert len(nodes) == len(rnodes)
@@ -134,33 +134,11 @@ def magnitude(out, tangents):
     sums terms of 1/x).
     ``out`` is a reference-engine Value (every node, inner ones too, is reachable from it).
     """
-    from fastgrad import pure
-
     def partials(v):
+        """The node's local derivatives, one per child, from its op's tangent rule."""
         kids = v._children
-        rule = v._rule
-        if rule is pure._add_rule:
-            return 1.0, 1.0
-        if rule is pure._mul_rule:
-            return kids[1].data, kids[0].data
-        if rule is pure._pow_const_rule:
-            return (v._exponent * pure._c_pow(kids[0].data, v._exponent - 1.0),)
-        if rule is pure._pow_rule:
-            x, y = kids[0].data, kids[1].data
-            return y * pure._c_pow(x, y - 1.0), (v.data * math.log(x) if x > 0 else 0.0)
-        if rule is pure._relu_rule:
-            return (1.0 if v.data > 0 else 0.0,)
-        if rule is pure._tanh_rule:
-            return (1.0 - v.data * v.data,)
-        if rule is pure._exp_rule:
-            return (v.data,)
-        if rule is pure._log_rule:
-            return (1.0 / kids[0].data,)
-        if rule is pure._sigmoid_rule:
-            return (v.data * (1.0 - v.data),)
-        if rule in (pure._max_rule, pure._min_rule, pure._abs_rule):
-            return (1.0, 1.0)[:len(kids)]
-        return (0.0,) * len(kids)
+        units = [(1.0, 0.0), (0.0, 1.0)][:len(kids)]
+        return [v._rule.tangent(v, ta, tb) for ta, tb in units]
 
     nodes, stack = {id(out): out}, [out]
     while stack:

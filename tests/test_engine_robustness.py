@@ -16,7 +16,7 @@ pytestmark = compiled_only
 
 def fill_arena():
     """Use up the arena's free room, so that the next new node compacts it."""
-    from fastgrad._scalar import arena_stats
+    from fastgrad._scalar.value import arena_stats
     st = arena_stats()
     return [Value(0.0) for _ in range(st["capacity"] - st["size"])]
 
@@ -107,7 +107,7 @@ def test_an_exponent_whose_type_check_runs_code_cannot_overrun_the_arena():
         def __float__(self):
             return 2.0
 
-    from fastgrad._scalar import arena_stats
+    from fastgrad._scalar.value import arena_stats
     numbers.Real.register(Exponent)
     assert (Value(3.0) ** Exponent()).data == 9.0
     stats = arena_stats()
@@ -193,7 +193,7 @@ def test_reinitialising_is_checked():
     ([-1, 0], [-1, True]),   # not exactly an int
 ])
 def test_corrupt_pickles_are_rejected(a, b):
-    from fastgrad._scalar import _rebuild
+    from fastgrad._scalar.value import _rebuild
     with pytest.raises(ValueError, match="corrupt"):
         _rebuild(bytes([1, 4]), bytes(2), a, b, [2.0, 6.0], [0.0] * 2, [0.0] * 2, {}, {})
 
@@ -214,7 +214,7 @@ def test_values_can_be_weakly_referenced():
 
 
 def test_the_arena_gives_memory_back_after_a_big_graph_is_dropped():
-    from fastgrad._scalar import _compact_now, arena_stats
+    from fastgrad._scalar.value import _compact_now, arena_stats
     x = Value(1.0)
     y = x
     for _ in range(200_000):

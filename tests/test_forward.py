@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastgrad
-from fastgrad import forward_grad, jvp
+from fastgrad.autograd import forward_grad, jvp
 
 from conftest import COMPILED, RefValue, Value, compiled_only
 from test_engine_random_graphs import build, finite, instruction, magnitude
@@ -117,7 +117,7 @@ def test_numpy_tangents():
 def test_tangent_conversion_that_compacts_the_arena():
     # Converting a tangent runs Python code, which may build Values and move every slot:
     # slots must be read after that.
-    from fastgrad._scalar import _compact_now
+    from fastgrad._scalar.value import _compact_now
 
     class Noisy(float):
         def __float__(self):
@@ -145,7 +145,7 @@ def test_deep_chain():
 
 
 def test_dual_numbers_on_the_tape():
-    from fastgrad import Dual
+    from fastgrad.autograd import Dual
     x, y = Dual(2.0, 1.0), Dual(3.0)
     p = x * (x + y + 2) + y * y
     assert (p.value, p.tangent) == (23.0, 9.0)

@@ -1,9 +1,10 @@
-"""fastgrad.functional: values against numpy formulas, stability, and argument checks."""
+"""fastgrad.nn.functional: values against numpy formulas, stability, and argument checks."""
 
 import numpy as np
 import pytest
 
-from fastgrad import Tensor, functional as F
+from fastgrad import Tensor
+from fastgrad.nn import functional as F
 
 from _tensor_cases import check_op
 

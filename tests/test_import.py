@@ -14,7 +14,7 @@ def python(code, **env):
 
 
 def test_missing_extension_fails_with_build_instructions():
-    code = "import sys; sys.modules['fastgrad._scalar'] = None; import fastgrad"
+    code = "import sys; sys.modules['fastgrad._scalar.value'] = None; import fastgrad"
     rc, _, err = python(code, FASTGRAD_ENGINE="compiled")
     assert rc != 0
     assert "ImportError: fastgrad's compiled core" in err
@@ -24,7 +24,7 @@ def test_missing_extension_fails_with_build_instructions():
 def test_pure_engine_is_selected_explicitly():
     rc, out, err = python("import fastgrad; print(fastgrad.Value.__module__)", FASTGRAD_ENGINE="pure")
     assert rc == 0, err
-    assert out.strip() == "fastgrad.pure"
+    assert out.strip() == "fastgrad._scalar.reference"
 
 
 def test_unknown_engine_name_is_an_error():

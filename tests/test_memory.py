@@ -35,7 +35,7 @@ def test_million_deep_chain_builds_backprops_and_frees():
         assert x.grad == 1.0, x.grad
         assert y.data == 0.5
         if ENGINE == "compiled":
-            from fastgrad._scalar import arena_stats
+            from fastgrad._scalar.value import arena_stats
             before = arena_stats()["live"]
             del y
             after = arena_stats()["live"]
@@ -53,7 +53,7 @@ def test_million_deep_chain_builds_backprops_and_frees():
 
 @compiled_only
 def test_dropped_graphs_return_their_slots():
-    from fastgrad._scalar import arena_stats
+    from fastgrad._scalar.value import arena_stats
     gc.collect()
     base = arena_stats()["live"]
     x = Value(2.0)
@@ -118,8 +118,8 @@ def test_training_loop_keeps_rss_flat():
 
 @compiled_only
 def test_compaction_moves_slots_but_keeps_graphs_handles_and_labels():
-    from fastgrad import pure
-    from fastgrad._scalar import _compact_now, arena_stats
+    from fastgrad._scalar import reference
+    from fastgrad._scalar.value import _compact_now, arena_stats
 
     def graph(V):
         garbage_before = [V(float(i)) * 2 for i in range(50)]  # dies: leaves holes below
@@ -131,7 +131,7 @@ def test_compaction_moves_slots_but_keeps_graphs_handles_and_labels():
         return x, w, out
 
     x, w, out = graph(Value)
-    rx, rw, rout = graph(pure.Value)
+    rx, rw, rout = graph(reference.Value)
     size_before = arena_stats()["size"]
     _compact_now()
     assert arena_stats()["size"] < size_before

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import fastgrad
-from fastgrad import Tensor, Value, functional as F, optim
+from fastgrad import Tensor, Value, optim
+from fastgrad.nn import functional as F
 
 CONFIGS = [
     ("SGD", dict(lr=0.1)),
@@ -41,7 +42,8 @@ def test_adam_first_step_moves_by_lr():
 def _mlp_losses(make_opt, steps, seed=0):
     rng = np.random.default_rng(seed)
     np.random.seed(seed)
-    model = fastgrad.nn.TensorMLP(3, [8, 8, 2], activation="tanh")
+    model = fastgrad.nn.Sequential(fastgrad.nn.Linear(3, 8), fastgrad.nn.Tanh(), fastgrad.nn.Linear(8, 8),
+                                   fastgrad.nn.Tanh(), fastgrad.nn.Linear(8, 2))
     x, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
     init = model.state_dict()
     opt = make_opt(model.parameters())
@@ -177,7 +179,7 @@ def test_read_only_parameter_data_raises_instead_of_silently_skipping():
 
 
 def test_kernels_take_contiguous_arrays_and_report_the_rest():
-    from fastgrad import _kernels
+    from fastgrad.optim import _kernels
     c = np.ones((3, 4))
     f = np.ones((3, 4), order="F")
     g = np.ones((3, 4))

@@ -23,11 +23,11 @@ pytestmark = pytest.mark.skipif(not COMPILED, reason="record() replays the compi
 
 if COMPILED:
     import fastgrad
-    from fastgrad import _replay
-    from fastgrad._scalar import _compact_now
+    from fastgrad._scalar import replay as _replay
+    from fastgrad._scalar.value import _compact_now
     from fastgrad.datasets import make_moons
     from fastgrad.nn import MLP
-    from fastgrad.replay import Program, record, sgd_step
+    from fastgrad.engine import Program, record, sgd_step
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
 
@@ -518,7 +518,7 @@ def test_stub_matches_the_module():
     import ast
     import inspect
 
-    path = os.path.join(os.path.dirname(_replay.__file__), "_replay.pyi")
+    path = os.path.join(os.path.dirname(_replay.__file__), "replay.pyi")
     with open(path) as f:
         tree = ast.parse(f.read())
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fastgrad import Tensor, concatenate, functional as F, no_grad, stack
+from fastgrad import Tensor, concatenate, no_grad, stack
+from fastgrad.nn import functional as F
 from fastgrad._tensor import tensor_jvp
 
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fastgrad import Tensor, cat, concatenate, functional as F, stack
+from fastgrad import Tensor, cat, concatenate, stack
+from fastgrad.nn import functional as F
 
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
                            UNARY, UNARY_SHAPES, check_op, draw)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fastgrad import Tensor, nn, optim
-from fastgrad import functional as F
+from fastgrad.nn import functional as F
 from fastgrad.bench.numpy_tape import NAdam, NLinear, NTensor, sgd_step
 
 Step = Callable[[np.ndarray, np.ndarray], float]
@@ -64,7 +64,7 @@ def make_data(cfg: dict[str, Any], rng: np.random.Generator,
 def fastgrad_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
                   dtype: Any) -> Step:
     """A training step of fastgrad's Tensor model with the given weights."""
-    layers: list[nn.TensorModule] = []
+    layers: list[nn.Module] = []
     for i, (w, b) in enumerate(weights):
         lin = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
         assert lin.bias is not None

@@ -30,8 +30,8 @@ from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memset
 
-from fastgrad._core cimport *
-from fastgrad._rules cimport _backward_rule, _forward
+from fastgrad._scalar.arena cimport *
+from fastgrad._scalar.rules cimport backward_rule, value_rule
 
 import numbers
 
@@ -61,7 +61,7 @@ cdef object _Real = numbers.Real
 cdef dict _labels = {}
 cdef dict _op_names = {}
 
-# How `_op` spells each op code, as micrograd writes it (OP_POW_CONST adds its exponent).
+# How `_op` spells each op code, as micrograd writes it (SOP_POW_CONST adds its exponent).
 cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid',
                             'max', 'min', 'abs')
 
@@ -177,7 +177,7 @@ cdef void _slide_live_nodes():
     cdef int32_t old_size = A.size
     A.size = t
     for s in range(t, old_size):
-        A.op[s] = OP_FREE
+        A.op[s] = SOP_FREE
         A.handle[s] = NULL
     if side_entries:
         _rekey(_labels, forward)
@@ -227,7 +227,7 @@ cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) no
 
 
 cdef int32_t new_leaf(double v) noexcept:
-    return new_node(OP_LEAF, -1, -1, v, 0.0)
+    return new_node(SOP_LEAF, -1, -1, v, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +277,10 @@ cdef double _to_double(object x) except? -1.0:
 
 
 # ---------------------------------------------------------------------------------------------
-# The domain checks Python's float arithmetic makes (the ops' rules are in _rules.pxd)
+# The domain checks Python's float arithmetic makes (the ops' rules are in rules.pxd)
 
 
-cdef int _check_pow(double x, double y) except -1:
+cdef int check_pow(double x, double y) except -1:
     """Raise where Python's float ** would raise (or go complex): fastgrad is real-valued."""
     if x == 0.0 and y < 0.0 and not isinf(y):
         raise ZeroDivisionError("0.0 cannot be raised to a negative power")
@@ -293,10 +293,10 @@ cdef int _check_pow(double x, double y) except -1:
     return 0
 
 
-cdef int _check_unary(uint8_t op, double x) except -1:
-    if op == OP_EXP and isinf(exp(x)) and isfinite(x):
+cdef int check_unary(uint8_t op, double x) except -1:
+    if op == SOP_EXP and isinf(exp(x)) and isfinite(x):
         raise OverflowError(f"exp({x!r}): math range error")
-    if op == OP_LOG and x <= 0.0:
+    if op == SOP_LOG and x <= 0.0:
         raise ValueError(f"log({x!r}): math domain error (log needs a positive input)")
     return 0
 
@@ -306,17 +306,17 @@ cdef int _check_unary(uint8_t op, double x) except -1:
 
 
 cdef inline int32_t _bin(uint8_t op, int32_t a, int32_t b) noexcept:
-    return new_node(op, a, b, _forward(op, A.val[a], A.val[b], 0.0), 0.0)
+    return new_node(op, a, b, value_rule(op, A.val[a], A.val[b], 0.0), 0.0)
 
 
 cdef inline int32_t _neg(int32_t a) noexcept:
     # micrograd: -x is x * -1 (the constant is created first, as Value(-1) is)
     cdef int32_t c = new_leaf(-1.0)
-    return _bin(OP_MUL, a, c)
+    return _bin(SOP_MUL, a, c)
 
 
 cdef inline int32_t _pow_const(int32_t a, double y, bint int_exponent) noexcept:
-    cdef int32_t s = new_node(OP_POW_CONST, a, -1, pow(A.val[a], y), y)
+    cdef int32_t s = new_node(SOP_POW_CONST, a, -1, pow(A.val[a], y), y)
     if int_exponent:
         A.flags[s] = FLAG_INT_EXPONENT
     return s
@@ -327,10 +327,10 @@ cdef inline bint _is_int(object x):
 
 
 cdef Value _unary(Value v, uint8_t op):
-    _check_unary(op, A.val[v.slot])
+    check_unary(op, A.val[v.slot])
     reserve(1)
     cdef int32_t a = v.slot
-    return wrap(new_node(op, a, -1, _forward(op, A.val[a], 0.0, 0.0), 0.0))
+    return wrap(new_node(op, a, -1, value_rule(op, A.val[a], 0.0, 0.0), 0.0))
 
 
 cdef inline object _binary(Value v, object other, uint8_t op):
@@ -351,7 +351,7 @@ cdef inline object _binary(Value v, object other, uint8_t op):
 cdef Value _extremum(Value v, object other, uint8_t op):
     out = _binary(v, other, op)
     if out is NotImplemented:
-        raise TypeError(f"{'max' if op == OP_MAX else 'min'}() needs a Value or a real number, "
+        raise TypeError(f"{'max' if op == SOP_MAX else 'min'}() needs a Value or a real number, "
                         f"not {type(other).__name__}")
     return <Value>out
 
@@ -437,7 +437,7 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
                 _mark(reach, a, w, &bits, &lowest)
             if b >= 0 and ca[b] >= 0:
                 _mark(reach, b, w, &bits, &lowest)
-            _backward_rule(ops[s], s, a, b, val, grad, aux)
+            backward_rule(ops[s], s, a, b, val, grad, aux)
         w -= 1
 
 
@@ -498,7 +498,7 @@ cdef class Value:
         _make_leaf(s)
         A.val[s] = v
         if children:
-            A.op[s] = OP_OPAQUE
+            A.op[s] = SOP_OPAQUE
             A.a[s] = c0
             A.b[s] = c1
         if op_name:
@@ -549,7 +549,7 @@ cdef class Value:
         cdef uint8_t op = A.op[s]
         if A.flags[s] & FLAG_OP_NAME:
             return _op_names[s]
-        if op == OP_POW_CONST:
+        if op == SOP_POW_CONST:
             if A.flags[s] & FLAG_INT_EXPONENT:
                 return f"**{int(A.aux[s])}"
             return f"**{A.aux[s]}"
@@ -575,14 +575,14 @@ cdef class Value:
     # arena, which moves slots) and creates its nodes in the order micrograd creates its Values.
 
     def __add__(self, other):
-        return _binary(self, other, OP_ADD)
+        return _binary(self, other, SOP_ADD)
 
     def __radd__(self, other):
         # micrograd: other + self is self + other
         return self.__add__(other)
 
     def __mul__(self, other):
-        return _binary(self, other, OP_MUL)
+        return _binary(self, other, SOP_MUL)
 
     def __rmul__(self, other):
         # micrograd: other * self is self * other
@@ -599,12 +599,12 @@ cdef class Value:
         if type(other) is Value:
             reserve(3)
             c = _neg((<Value>other).slot)
-            return wrap(_bin(OP_ADD, self.slot, c))
+            return wrap(_bin(SOP_ADD, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
         reserve(2)
         c = new_leaf(-x)
-        return wrap(_bin(OP_ADD, self.slot, c))
+        return wrap(_bin(SOP_ADD, self.slot, c))
 
     def __rsub__(self, other):
         # micrograd: other + (-self), which Python turns into (-self) + other
@@ -615,23 +615,23 @@ cdef class Value:
         reserve(4)
         n = _neg(self.slot)
         c = new_leaf(x)
-        return wrap(_bin(OP_ADD, n, c))
+        return wrap(_bin(SOP_ADD, n, c))
 
     def __truediv__(self, other):
         # micrograd: self * other**-1
         cdef double x
         cdef int32_t c
         if type(other) is Value:
-            _check_pow(A.val[(<Value>other).slot], -1.0)
+            check_pow(A.val[(<Value>other).slot], -1.0)
             reserve(2)
             c = _pow_const((<Value>other).slot, -1.0, True)
-            return wrap(_bin(OP_MUL, self.slot, c))
+            return wrap(_bin(SOP_MUL, self.slot, c))
         if not _as_number(other, &x):
             return NotImplemented
-        _check_pow(x, -1.0)
+        check_pow(x, -1.0)
         reserve(2)
         c = new_leaf(pow(x, -1.0))
-        return wrap(_bin(OP_MUL, self.slot, c))
+        return wrap(_bin(SOP_MUL, self.slot, c))
 
     def __rtruediv__(self, other):
         # micrograd: other * self**-1, which Python turns into self**-1 * other
@@ -639,24 +639,24 @@ cdef class Value:
         cdef int32_t p, c
         if not _as_number(other, &x):
             return NotImplemented
-        _check_pow(A.val[self.slot], -1.0)
+        check_pow(A.val[self.slot], -1.0)
         reserve(3)
         p = _pow_const(self.slot, -1.0, True)
         c = new_leaf(x)
-        return wrap(_bin(OP_MUL, p, c))
+        return wrap(_bin(SOP_MUL, p, c))
 
     def __pow__(self, other, modulo):
         cdef double y
         if modulo is not None:
             return NotImplemented
         if type(other) is Value:
-            _check_pow(A.val[self.slot], A.val[(<Value>other).slot])
+            check_pow(A.val[self.slot], A.val[(<Value>other).slot])
             reserve(1)
-            return wrap(_bin(OP_POW, self.slot, (<Value>other).slot))
+            return wrap(_bin(SOP_POW, self.slot, (<Value>other).slot))
         if not _as_number(other, &y):
             return NotImplemented
         cdef bint int_exponent = _is_int(other)  # may run Python code: before reserving
-        _check_pow(A.val[self.slot], y)
+        check_pow(A.val[self.slot], y)
         reserve(1)
         return wrap(_pow_const(self.slot, y, int_exponent))
 
@@ -666,47 +666,47 @@ cdef class Value:
         cdef int32_t c
         if modulo is not None or not _as_number(other, &x):
             return NotImplemented
-        _check_pow(x, A.val[self.slot])
+        check_pow(x, A.val[self.slot])
         reserve(2)
         c = new_leaf(x)
-        return wrap(_bin(OP_POW, c, self.slot))
+        return wrap(_bin(SOP_POW, c, self.slot))
 
     # -- activations and the ops micrograd users add ----------------------------------------------
 
     def relu(self):
         """max(0, x); gradient 1 where the output is positive (micrograd's rule: 0 at 0)."""
-        return _unary(self, OP_RELU)
+        return _unary(self, SOP_RELU)
 
     def tanh(self):
         """Hyperbolic tangent; gradient 1 - tanh(x)**2."""
-        return _unary(self, OP_TANH)
+        return _unary(self, SOP_TANH)
 
     def exp(self):
         """e**x; raises OverflowError where math.exp would."""
-        return _unary(self, OP_EXP)
+        return _unary(self, SOP_EXP)
 
     def log(self):
         """Natural logarithm; raises ValueError for x <= 0, as math.log does."""
-        return _unary(self, OP_LOG)
+        return _unary(self, SOP_LOG)
 
     def sigmoid(self):
         """1 / (1 + e**-x), computed without overflow."""
-        return _unary(self, OP_SIGMOID)
+        return _unary(self, SOP_SIGMOID)
 
     def max(self, other):
         """The larger of self and other (seed 002's Max); the gradient goes to the larger one.
 
         On a tie it goes to self, as Python's max(self, other) returns its first argument.
         """
-        return _extremum(self, other, OP_MAX)
+        return _extremum(self, other, SOP_MAX)
 
     def min(self, other):
         """The smaller of self and other; the gradient goes to the smaller one (self on a tie)."""
-        return _extremum(self, other, OP_MIN)
+        return _extremum(self, other, SOP_MIN)
 
     def __abs__(self):
         """|x|; gradient sign(x), and 0 at 0 (as relu's is at its kink)."""
-        return _unary(self, OP_ABS)
+        return _unary(self, SOP_ABS)
 
     # -- differentiation ------------------------------------------------------------------------
 
@@ -761,7 +761,7 @@ cdef void _set_label(int32_t s, str text):
 
 cdef void _make_leaf(int32_t s) noexcept:
     """Turn s back into a plain leaf (re-running __init__ on a Value)."""
-    A.op[s] = OP_LEAF
+    A.op[s] = SOP_LEAF
     A.a[s] = -1
     A.b[s] = -1
     A.aux[s] = 0.0
@@ -810,10 +810,10 @@ cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
             xi = (<Value>x).slot
         else:
             xi = new_leaf(numbers[i])  # a number: a constant leaf per use, as Value(xi) is
-        prod = _bin(OP_MUL, (<Value>PyTuple_GET_ITEM(ws, i)).slot, xi)
-        acc = _bin(OP_ADD, acc, prod)
+        prod = _bin(SOP_MUL, (<Value>PyTuple_GET_ITEM(ws, i)).slot, xi)
+        acc = _bin(SOP_ADD, acc, prod)
     if relu:
-        acc = new_node(OP_RELU, acc, -1, _forward(OP_RELU, A.val[acc], 0.0, 0.0), 0.0)
+        acc = new_node(SOP_RELU, acc, -1, value_rule(SOP_RELU, A.val[acc], 0.0, 0.0), 0.0)
     return acc
 
 
@@ -963,13 +963,13 @@ cdef bint _valid_arity(int op, long a, long b, long i):
     """Children come before parents, and each op has the children its rules read."""
     if not (-1 <= a < i and -1 <= b < i):
         return False
-    if op == OP_LEAF:
+    if op == SOP_LEAF:
         return a < 0 and b < 0
-    if op == OP_OPAQUE:
+    if op == SOP_OPAQUE:
         return a >= 0 or b < 0
-    if op in (OP_ADD, OP_MUL, OP_POW, OP_MAX, OP_MIN):
+    if op in (SOP_ADD, SOP_MUL, SOP_POW, SOP_MAX, SOP_MIN):
         return a >= 0 and b >= 0
-    if OP_POW_CONST <= op < OP_COUNT:  # the unary ops
+    if SOP_POW_CONST <= op < SOP_COUNT:  # the unary ops
         return a >= 0 and b < 0
     return False
 

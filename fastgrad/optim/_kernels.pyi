@@ -1,4 +1,4 @@
-"""Type stubs for the compiled optimizer kernels (fastgrad/_kernels.pyx)."""
+"""Type stubs for the compiled optimizer kernels (fastgrad/optim/_kernels.pyx)."""
 
 import numpy as np
 import numpy.typing as npt

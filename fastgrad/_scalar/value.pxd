@@ -1,7 +1,7 @@
 # What other compiled modules may use of the scalar engine: the arena and its primitives.
 cimport cython
 from libc.stdint cimport int32_t, uint8_t
-from fastgrad._core cimport Arena
+from fastgrad._scalar.arena cimport Arena
 
 cdef Arena A
 
@@ -21,5 +21,5 @@ cdef Value wrap(int32_t s)
 # The slots reachable from root, ascending (a topological order), into A.order; returns count.
 cdef int32_t topo_order(int32_t root) noexcept
 # Raise the error Python's float arithmetic raises for x ** y, or for exp/log of x (op).
-cdef int _check_pow(double x, double y) except -1
-cdef int _check_unary(uint8_t op, double x) except -1
+cdef int check_pow(double x, double y) except -1
+cdef int check_unary(uint8_t op, double x) except -1

@@ -1,10 +1,10 @@
-# The scalar ops' local rules, in one place: the arena's sweeps (_scalar.pyx) and recorded
-# programs (_replay.pyx) both inline these, so a replayed node runs the very C expressions a
+# The scalar ops' local rules, in one place: the arena's sweeps (value.pyx) and recorded
+# programs (replay.pyx) both inline these, so a replayed node runs the very C expressions a
 # freshly built one does (bit-identical results under -ffp-contract=off).
 from libc.math cimport NAN, exp, fabs, log, pow, tanh
 from libc.stdint cimport int32_t, uint8_t
 
-from fastgrad._core cimport *
+from fastgrad._scalar.arena cimport *
 
 
 cdef inline double _sigmoid(double x) noexcept nogil:
@@ -15,51 +15,51 @@ cdef inline double _sigmoid(double x) noexcept nogil:
     return e / (1.0 + e)
 
 
-cdef inline double _forward(uint8_t op, double x, double y, double aux) noexcept nogil:
+cdef inline double value_rule(uint8_t op, double x, double y, double aux) noexcept nogil:
     """The value of a node with operands x, y (y unused by unary ops) and constant aux."""
     # inline, so that building a node with a known op compiles to just its arithmetic
-    if op == OP_ADD:
+    if op == SOP_ADD:
         return x + y
-    if op == OP_MUL:
+    if op == SOP_MUL:
         return x * y
-    if op == OP_POW_CONST:
+    if op == SOP_POW_CONST:
         return pow(x, aux)
-    if op == OP_POW:
+    if op == SOP_POW:
         return pow(x, y)
-    if op == OP_RELU:
+    if op == SOP_RELU:
         return 0.0 if x < 0.0 else x
-    if op == OP_TANH:
+    if op == SOP_TANH:
         return tanh(x)
-    if op == OP_EXP:
+    if op == SOP_EXP:
         return exp(x)
-    if op == OP_LOG:
+    if op == SOP_LOG:
         return log(x)
-    if op == OP_SIGMOID:
+    if op == SOP_SIGMOID:
         return _sigmoid(x)
-    if op == OP_MAX:
+    if op == SOP_MAX:
         return y if y > x else x  # Python's max(x, y): the first unless the second is larger
-    if op == OP_MIN:
+    if op == SOP_MIN:
         return y if y < x else x
-    if op == OP_ABS:
+    if op == SOP_ABS:
         return fabs(x)
     return NAN
 
 
-cdef inline void _backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
+cdef inline void backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
                                 double *grad, const double *aux) noexcept nogil:
     """micrograd's local rule of node s (children a, b; b < 0 for unary ops): add grad[s]
-    times d(s)/d(child) into each child's grad. Leaves and OP_OPAQUE nodes have no rule."""
+    times d(s)/d(child) into each child's grad. Leaves and SOP_OPAQUE nodes have no rule."""
     cdef double g = grad[s], x, y, t
-    if op == OP_ADD:
+    if op == SOP_ADD:
         grad[a] += g
         grad[b] += g
-    elif op == OP_MUL:
+    elif op == SOP_MUL:
         grad[a] += val[b] * g
         grad[b] += val[a] * g
-    elif op == OP_POW_CONST:
+    elif op == SOP_POW_CONST:
         y = aux[s]
         grad[a] += (y * pow(val[a], y - 1.0)) * g
-    elif op == OP_POW:
+    elif op == SOP_POW:
         x = val[a]
         y = val[b]
         grad[a] += (y * pow(x, y - 1.0)) * g
@@ -67,48 +67,48 @@ cdef inline void _backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, con
             grad[b] += (val[s] * log(x)) * g
         elif x < 0.0:
             grad[b] += NAN  # d/dy x**y has no real value for x < 0
-    elif op == OP_RELU:
+    elif op == SOP_RELU:
         grad[a] += (1.0 if val[s] > 0.0 else 0.0) * g
-    elif op == OP_TANH:
+    elif op == SOP_TANH:
         t = val[s]
         grad[a] += (1.0 - t * t) * g
-    elif op == OP_EXP:
+    elif op == SOP_EXP:
         grad[a] += val[s] * g
-    elif op == OP_LOG:
+    elif op == SOP_LOG:
         grad[a] += g / val[a]
-    elif op == OP_SIGMOID:
+    elif op == SOP_SIGMOID:
         t = val[s]
         grad[a] += (t * (1.0 - t)) * g
-    elif op == OP_MAX:
+    elif op == SOP_MAX:
         if val[b] > val[a]:
             grad[b] += g
         else:
             grad[a] += g
-    elif op == OP_MIN:
+    elif op == SOP_MIN:
         if val[b] < val[a]:
             grad[b] += g
         else:
             grad[a] += g
-    elif op == OP_ABS:
+    elif op == SOP_ABS:
         x = val[a]
         grad[a] += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * g
 
 
-cdef inline double _tangent_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
+cdef inline double tangent_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
                                  const double *aux, double ta, double tb) noexcept nogil:
     """Forward mode's local rule of node s: its tangent from its children's tangents ta, tb
-    (tb unused by unary ops), with _backward_rule's derivatives and conventions at kinks
-    (relu and abs 0 at 0, max/min follow the first operand on a tie). Leaves and OP_OPAQUE
+    (tb unused by unary ops), with backward_rule's derivatives and conventions at kinks
+    (relu and abs 0 at 0, max/min follow the first operand on a tie). Leaves and SOP_OPAQUE
     nodes have no rule: 0."""
     cdef double x, y, t
-    if op == OP_ADD:
+    if op == SOP_ADD:
         return ta + tb
-    if op == OP_MUL:
+    if op == SOP_MUL:
         return val[b] * ta + val[a] * tb
-    if op == OP_POW_CONST:
+    if op == SOP_POW_CONST:
         y = aux[s]
         return (y * pow(val[a], y - 1.0)) * ta
-    if op == OP_POW:
+    if op == SOP_POW:
         x = val[a]
         y = val[b]
         t = (y * pow(x, y - 1.0)) * ta
@@ -117,23 +117,23 @@ cdef inline double _tangent_rule(uint8_t op, int32_t s, int32_t a, int32_t b, co
         if x < 0.0 and tb != 0.0:
             return NAN  # d/dy x**y has no real value for x < 0 (backward's grad[b] is NaN)
         return t
-    if op == OP_RELU:
+    if op == SOP_RELU:
         return (1.0 if val[s] > 0.0 else 0.0) * ta
-    if op == OP_TANH:
+    if op == SOP_TANH:
         t = val[s]
         return (1.0 - t * t) * ta
-    if op == OP_EXP:
+    if op == SOP_EXP:
         return val[s] * ta
-    if op == OP_LOG:
+    if op == SOP_LOG:
         return ta / val[a]
-    if op == OP_SIGMOID:
+    if op == SOP_SIGMOID:
         t = val[s]
         return (t * (1.0 - t)) * ta
-    if op == OP_MAX:
+    if op == SOP_MAX:
         return tb if val[b] > val[a] else ta
-    if op == OP_MIN:
+    if op == SOP_MIN:
         return tb if val[b] < val[a] else ta
-    if op == OP_ABS:
+    if op == SOP_ABS:
         x = val[a]
         return (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * ta
     return 0.0

@@ -13,7 +13,7 @@
 # Leaves are only ever read, so moving them to the front changes no result; the ops keep their
 # relative (creation) order, so each node's gradient receives its contributions in the same
 # order as in the arena's own sweep, and every value and gradient is bit-identical to those of
-# a freshly built graph. The rules themselves are the arena's (fastgrad/_rules.pxd, inlined).
+# a freshly built graph. The rules themselves are the arena's (rules.pxd, inlined).
 #
 # One pattern is fused: micrograd's Neuron is a chain of `acc + w*x`, and a product whose only
 # use is the sum right after it becomes one MULADD instruction (the product's node disappears).
@@ -25,7 +25,7 @@
 # The program refers to no arena slot: it holds its leaves' Value handles and reads their slots
 # at each call, so compactions of the arena between calls do not matter.
 #
-# All arena accesses happen with the GIL held (as in _scalar.pyx); the loops are nogil functions
+# All arena accesses happen with the GIL held (as in value.pyx); the loops are nogil functions
 # so that Cython guarantees they make no Python call.
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -34,9 +34,9 @@ from libc.math cimport isfinite
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t
 from libc.string cimport memcmp, memcpy, memset
 
-from fastgrad._core cimport *
-from fastgrad._rules cimport _backward_rule, _forward
-from fastgrad._scalar cimport A, Value, _check_pow, _check_unary, topo_order
+from fastgrad._scalar.arena cimport *
+from fastgrad._scalar.rules cimport backward_rule, value_rule
+from fastgrad._scalar.value cimport A, Value, check_pow, check_unary, topo_order
 
 import numpy as np
 
@@ -45,7 +45,7 @@ cdef extern from "Python.h":
     int PyGC_Enable()
 
 cdef enum:
-    OP_MULADD = 100   # program-only: a + b * c (the sum of a node and a product used only there)
+    PROGRAM_MULADD = 100   # program-only: a + b * c (the sum of a node and a product used only there)
 
 __all__ = ["Program", "record", "sgd_step"]
 
@@ -56,7 +56,7 @@ cdef int _PICKLE_VERSION = 1
 
 cdef inline bint _checked(uint8_t op) noexcept nogil:
     """The ops whose fresh build raises for some operands (always with a non-finite value)."""
-    return op == OP_POW_CONST or op == OP_POW or op == OP_EXP or op == OP_LOG
+    return op == SOP_POW_CONST or op == SOP_POW or op == SOP_EXP or op == SOP_LOG
 
 
 cdef int32_t _run_forward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
@@ -68,15 +68,15 @@ cdef int32_t _run_forward(const uint8_t *op, const int32_t *ca, const int32_t *c
     cdef double v
     for i in range(start, n):
         o = op[i]
-        if o == OP_MULADD:
-            val[i] = _forward(OP_ADD, val[ca[i]], _forward(OP_MUL, val[cb[i]], val[cc[i]], 0.0),
+        if o == PROGRAM_MULADD:
+            val[i] = value_rule(SOP_ADD, val[ca[i]], value_rule(SOP_MUL, val[cb[i]], val[cc[i]], 0.0),
                               0.0)
-        elif o == OP_ADD:
-            val[i] = _forward(OP_ADD, val[ca[i]], val[cb[i]], 0.0)
-        elif o == OP_MUL:
-            val[i] = _forward(OP_MUL, val[ca[i]], val[cb[i]], 0.0)
+        elif o == SOP_ADD:
+            val[i] = value_rule(SOP_ADD, val[ca[i]], val[cb[i]], 0.0)
+        elif o == SOP_MUL:
+            val[i] = value_rule(SOP_MUL, val[ca[i]], val[cb[i]], 0.0)
         else:
-            v = _forward(o, val[ca[i]], val[cb[i]], aux[i])
+            v = value_rule(o, val[ca[i]], val[cb[i]], aux[i])
             val[i] = v
             if not isfinite(v) and _checked(o):
                 return i
@@ -90,7 +90,7 @@ cdef void _run_backward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
     cdef int32_t i, b, c
     cdef double g, gp
     for i in range(n - 1, stop - 1, -1):
-        if op[i] == OP_MULADD:
+        if op[i] == PROGRAM_MULADD:
             # the sum's rule, then the product's, whose gradient starts at 0 as in the arena
             g = grad[i]
             grad[ca[i]] += g
@@ -100,7 +100,7 @@ cdef void _run_backward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
             grad[b] += val[c] * gp
             grad[c] += val[b] * gp
         else:
-            _backward_rule(op[i], i, ca[i], cb[i], val, grad, aux)
+            backward_rule(op[i], i, ca[i], cb[i], val, grad, aux)
 
 
 cdef inline int32_t _slot(tuple leaves, Py_ssize_t k) noexcept:
@@ -212,12 +212,12 @@ cdef class Program:
             # A non-finite value where a fresh build may have raised: raise as it would.
             op = self.op[i]
             x = self.val[self.ca[i]]
-            if op == OP_POW_CONST:
-                _check_pow(x, self.aux[i])
-            elif op == OP_POW:
-                _check_pow(x, self.val[self.cb[i]])
+            if op == SOP_POW_CONST:
+                check_pow(x, self.aux[i])
+            elif op == SOP_POW:
+                check_pow(x, self.val[self.cb[i]])
             else:
-                _check_unary(op, x)
+                check_unary(op, x)
             i += 1
         self._valid = True
         return self.val[self.root]
@@ -357,7 +357,7 @@ cdef class Program:
         return f"input {k - self.n_params}"
 
     cdef int _check_leaf(self, Py_ssize_t k, int32_t s) except -1:
-        if A.op[s] != OP_LEAF:
+        if A.op[s] != SOP_LEAF:
             raise RuntimeError(f"{self._leaf_name(k)} of this program is no longer a leaf "
                                "(it was re-initialised with children): record the graph again")
         return 0
@@ -539,7 +539,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
     memset(role, 0, <size_t>n * sizeof(int32_t))
     for i in range(n):
         pos[order[i]] = i
-        if A.op[order[i]] == OP_OPAQUE:
+        if A.op[order[i]] == SOP_OPAQUE:
             raise ValueError(
                 "cannot record a graph with a node built as Value(data, _children, _op): its "
                 "value comes from Python code that a program cannot replay")
@@ -550,7 +550,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
         par_values = []
         for i in range(n):
             s = order[i]
-            if A.op[s] == OP_LEAF and A.handle[s] != NULL and role[i] == 0:
+            if A.op[s] == SOP_LEAF and A.handle[s] != NULL and role[i] == 0:
                 par_values.append(<Value>A.handle[s])
                 role[i] = <int32_t>len(par_values)
     else:
@@ -573,7 +573,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
     memset(uses, 0, <size_t>n * sizeof(int32_t))
     for i in range(n):
         s = order[i]
-        if A.op[s] != OP_LEAF:
+        if A.op[s] != SOP_LEAF:
             uses[pos[A.a[s]]] += 1
             if A.b[s] >= 0:
                 uses[pos[A.b[s]]] += 1
@@ -581,9 +581,9 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
         uses[out_pos[k]] += 2  # never fused away
     for i in range(n):
         s = order[i]
-        if A.op[s] == OP_LEAF:
+        if A.op[s] == SOP_LEAF:
             continue
-        if A.op[s] == OP_ADD and prev_op >= 0 and _fusable(prev_op, order, uses) and (
+        if A.op[s] == SOP_ADD and prev_op >= 0 and _fusable(prev_op, order, uses) and (
                 pos[A.a[s]] == prev_op or pos[A.b[s]] == prev_op):
             uses[prev_op] = -1
             n_fused += 1
@@ -591,7 +591,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
     # Leaves first (parameters, inputs, constants), then the ops in creation order.
     n_leaves = 0
     for i in range(n):
-        if A.op[order[i]] == OP_LEAF:
+        if A.op[order[i]] == SOP_LEAF:
             n_leaves += 1
     next_leaf = n_params + n_inputs
     next_op = n_leaves
@@ -600,7 +600,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
             new[i] = role[i] - 1
         elif role[i] < 0:
             new[i] = n_params - 1 - role[i]
-        elif A.op[order[i]] == OP_LEAF:
+        elif A.op[order[i]] == SOP_LEAF:
             new[i] = next_leaf
             next_leaf += 1
         elif uses[i] == -1:
@@ -629,13 +629,13 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
         prog.ca[j] = -1
         prog.cb[j] = -1
         prog.cc[j] = -1
-        if A.op[s] == OP_LEAF:
+        if A.op[s] == SOP_LEAF:
             continue
         a = pos[A.a[s]]
         b = pos[A.b[s]] if A.b[s] >= 0 else a  # unary ops: b = a, read without a branch
-        if A.op[s] == OP_ADD and (new[a] < 0 or new[b] < 0):
+        if A.op[s] == SOP_ADD and (new[a] < 0 or new[b] < 0):
             p = a if new[a] < 0 else b  # the fused product; the other operand is the addend
-            prog.op[j] = OP_MULADD
+            prog.op[j] = PROGRAM_MULADD
             prog.ca[j] = new[b] if p == a else new[a]
             prog.cb[j] = new[pos[A.a[order[p]]]]
             prog.cc[j] = new[pos[A.b[order[p]]]]
@@ -649,7 +649,7 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
 
 cdef inline bint _fusable(int32_t p, const int32_t *order, const int32_t *uses) noexcept:
     """Position p holds a product used exactly once."""
-    return A.op[order[p]] == OP_MUL and uses[p] == 1
+    return A.op[order[p]] == SOP_MUL and uses[p] == 1
 
 
 cdef int32_t _leaf_position(object v, const int32_t *pos, str what) except -1:
@@ -657,7 +657,7 @@ cdef int32_t _leaf_position(object v, const int32_t *pos, str what) except -1:
     cdef int32_t i = pos[s]
     if i < 0:
         raise ValueError(f"{what} ({v!r}) is not in the graph behind the output")
-    if A.op[s] != OP_LEAF:
+    if A.op[s] != SOP_LEAF:
         raise ValueError(f"{what} ({v!r}) is not a leaf: only leaves can be inputs or params")
     return i
 
@@ -737,14 +737,14 @@ cdef bint _valid_node(Program prog, Py_ssize_t k, Py_ssize_t n_leaves):
     cdef uint8_t op = prog.op[k]
     cdef int32_t a = prog.ca[k], b = prog.cb[k], c = prog.cc[k]
     if k < n_leaves:
-        return op == OP_LEAF and a == -1 and b == -1 and c == -1
+        return op == SOP_LEAF and a == -1 and b == -1 and c == -1
     if not (0 <= a < k and 0 <= b < k and 0 <= c < k):
         return False
-    if op == OP_MULADD:
+    if op == PROGRAM_MULADD:
         return True
-    if op in (OP_ADD, OP_MUL, OP_POW, OP_MAX, OP_MIN):
+    if op in (SOP_ADD, SOP_MUL, SOP_POW, SOP_MAX, SOP_MIN):
         return c == b
-    if OP_POW_CONST <= op < OP_COUNT:  # the unary ops read only a (b == c == a)
+    if SOP_POW_CONST <= op < SOP_COUNT:  # the unary ops read only a (b == c == a)
         return b == a and c == a
     return False
 
@@ -760,7 +760,7 @@ def sgd_step(params, double lr):
     without a Python call per parameter (``Program.sgd_step`` does it for a program's).
 
     >>> from fastgrad import Value
-    >>> from fastgrad.replay import sgd_step
+    >>> from fastgrad.engine import sgd_step
     >>> ps = [Value(1.0), Value(2.0)]
     >>> ps[0].grad = 1.0; ps[1].grad = -2.0
     >>> sgd_step(ps, 0.5); [p.data for p in ps]

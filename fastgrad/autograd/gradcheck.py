@@ -2,6 +2,12 @@
 
 import math
 
+import numpy as np
+
+from fastgrad import engine
+from fastgrad._scalar import reference
+from fastgrad._tensor import Tensor, no_grad
+
 __all__ = ["gradcheck", "GradcheckError"]
 
 
@@ -43,10 +49,8 @@ def gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     >>> gradcheck(broken, [Value(1.5)])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    fastgrad.gradcheck.GradcheckError: gradcheck failed at input 0 (a Value): analytic 0.0, numeric ..., abs error 3, rel error 1 (atol=1e-05, rtol=0.001, eps=1e-06)
+    fastgrad.autograd.gradcheck.GradcheckError: gradcheck failed at input 0 (a Value): analytic 0.0, numeric ..., abs error 3, rel error 1 (atol=1e-05, rtol=0.001, eps=1e-06)
     """
-    from fastgrad.tensor import Tensor
-
     inputs = list(inputs)
     if not inputs:
         raise ValueError("gradcheck needs at least one input")
@@ -80,19 +84,19 @@ def gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         i, element, analytic, numeric, abs_error, rel_error)
 
 
-def _value_entries(f, inputs, eps):
-    from fastgrad import pure
-    from fastgrad.engine import Value
+_VALUE_TYPES = (engine.Value, reference.Value)
 
+
+def _value_entries(f, inputs, eps):
     for x in inputs:
-        if not isinstance(x, (Value, pure.Value)):
+        if not isinstance(x, _VALUE_TYPES):
             raise TypeError(f"gradcheck: inputs must be Values or Tensors, not {type(x).__name__}")
     saved_grads = [x.grad for x in inputs]
     try:
         for x in inputs:
             x.grad = 0.0
         out = f(*inputs)
-        if not isinstance(out, (Value, pure.Value)):
+        if not isinstance(out, _VALUE_TYPES):
             raise TypeError(f"gradcheck: f returned {type(out).__name__}, not a Value")
         out.backward()
         analytic = [x.grad for x in inputs]
@@ -118,10 +122,6 @@ def _value_entries(f, inputs, eps):
 
 
 def _tensor_entries(f, inputs, eps, seed):
-    import numpy as np
-
-    from fastgrad.tensor import Tensor, no_grad
-
     for x in inputs:
         if not x.requires_grad:
             raise ValueError("gradcheck: every input Tensor needs requires_grad=True")

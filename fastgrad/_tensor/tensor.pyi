@@ -1,4 +1,4 @@
-"""Type stubs for the compiled tensor core (fastgrad/_tensor.pyx)."""
+"""Type stubs for the compiled tensor core (fastgrad/_tensor/tensor.pyx)."""
 
 from collections.abc import Callable, Sequence
 from types import TracebackType

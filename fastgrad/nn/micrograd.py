@@ -1,4 +1,5 @@
-"""micrograd's import path: ``from fastgrad.nn import Module, Neuron, Layer, MLP``.
+"""micrograd's ``Neuron``, ``Layer`` and ``MLP`` (``from fastgrad.nn import Module, Neuron, Layer,
+MLP``), on the one ``fastgrad.nn.Module``.
 
 Same constructors, parameter order, repr and random.uniform(-1, 1) call sequence as micrograd,
 so a script seeded with random.seed(...) gets the same parameters and the same losses. The only
@@ -13,31 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastgrad.engine import Value, linear_combination, linear_layer
+from fastgrad.nn.module import Module
 
-__all__ = ["Module", "Neuron", "Layer", "MLP"]
-
-
-class Module:
-    """micrograd's base class: ``parameters()`` lists the Values to train, ``zero_grad()``
-    zeroes their gradients.
-
-    >>> import random; random.seed(0)
-    >>> model = MLP(2, [3, 1])
-    >>> len(model.parameters())
-    13
-    >>> model.zero_grad()
-    >>> {p.grad for p in model.parameters()}
-    {0.0}
-    """
-
-    def zero_grad(self) -> None:
-        """Set the grad of every parameter to 0."""
-        for p in self.parameters():
-            p.grad = 0
-
-    def parameters(self) -> list[Any]:
-        """The Values this module trains (none for the base class)."""
-        return []
+__all__ = ["Neuron", "Layer", "MLP"]
 
 
 class Neuron(Module):
@@ -61,8 +40,15 @@ class Neuron(Module):
         return linear_combination(self.w, x, self.b, self.nonlin)
 
     def parameters(self) -> list[Value]:
-        """The weights, then the bias."""
+        """The weights, then the bias (a list, as in micrograd)."""
         return self.w + [self.b]
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """("w.0", w0), ("w.1", w1), ..., ("b", b), after ``prefix.``."""
+        dot = prefix + "." if prefix else ""
+        for i, w in enumerate(self.w):
+            yield f"{dot}w.{i}", w
+        yield dot + "b", self.b
 
     def __repr__(self):
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
@@ -91,8 +77,13 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
-        """Every neuron's parameters, neuron by neuron."""
+        """Every neuron's parameters, neuron by neuron (a list, as in micrograd)."""
         return [p for n in self.neurons for p in n.parameters()]
+
+    def named_children(self):
+        """The neurons, named "neurons.0", "neurons.1", ..."""
+        for i, n in enumerate(self.neurons):
+            yield f"neurons.{i}", n
 
     def __repr__(self):
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
@@ -122,17 +113,13 @@ class MLP(Module):
         return x
 
     def parameters(self) -> list[Value]:
-        """Every layer's parameters, layer by layer."""
+        """Every layer's parameters, layer by layer (a list, as in micrograd)."""
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def named_children(self):
+        """The layers, named "layers.0", "layers.1", ..."""
+        for i, layer in enumerate(self.layers):
+            yield f"layers.{i}", layer
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
-
-
-# Tensor layers (fastgrad.tensor_nn), importable from here like torch.nn. Imported at the end
-# because their base extends the scalar Module above. `Module` and `MLP` here stay micrograd's;
-# the tensor versions are `TensorModule` (subclass it for custom tensor models) and `TensorMLP`.
-from fastgrad.tensor_nn import Linear, ReLU, Sequential, Sigmoid, Tanh, TensorMLP  # noqa: E402
-from fastgrad.tensor_nn import Module as TensorModule  # noqa: E402
-
-__all__ += ["TensorModule", "Linear", "Sequential", "ReLU", "Tanh", "Sigmoid", "TensorMLP"]

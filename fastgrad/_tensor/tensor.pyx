@@ -55,33 +55,33 @@ cdef object _F32 = np.dtype(np.float32)
 cdef object _Real = numbers.Real
 
 cdef enum:
-    OP_LEAF = 0
-    OP_ADD
-    OP_SUB
-    OP_MUL
-    OP_DIV
-    OP_POW
-    OP_NEG
-    OP_MATMUL
-    OP_SUM
-    OP_MEAN
-    OP_MAX
-    OP_RESHAPE
-    OP_TRANSPOSE
-    OP_INDEX
-    OP_CONCAT
-    OP_STACK
-    OP_RELU
-    OP_TANH
-    OP_EXP
-    OP_LOG
-    OP_SIGMOID
-    OP_SOFTMAX
-    OP_LOG_SOFTMAX
-    OP_LINEAR
-    OP_MSE
-    OP_CROSS_ENTROPY
-    OP_BCE
+    TOP_LEAF = 0
+    TOP_ADD
+    TOP_SUB
+    TOP_MUL
+    TOP_DIV
+    TOP_POW
+    TOP_NEG
+    TOP_MATMUL
+    TOP_SUM
+    TOP_MEAN
+    TOP_MAX
+    TOP_RESHAPE
+    TOP_TRANSPOSE
+    TOP_INDEX
+    TOP_CONCAT
+    TOP_STACK
+    TOP_RELU
+    TOP_TANH
+    TOP_EXP
+    TOP_LOG
+    TOP_SIGMOID
+    TOP_SOFTMAX
+    TOP_LOG_SOFTMAX
+    TOP_LINEAR
+    TOP_MSE
+    TOP_CROSS_ENTROPY
+    TOP_BCE
 
 cdef tuple _OP_NAMES = (
     'leaf', 'add', 'sub', 'mul', 'div', 'pow', 'neg', 'matmul', 'sum', 'mean', 'max',
@@ -509,20 +509,20 @@ cdef object _binary(uint8_t op, object x, object y):
     if yv is None:
         return NotImplemented
     try:
-        if op == OP_ADD:
+        if op == TOP_ADD:
             out = xv + yv
-        elif op == OP_SUB:
+        elif op == TOP_SUB:
             out = xv - yv
-        elif op == OP_MUL:
+        elif op == TOP_MUL:
             out = xv * yv
-        elif op == OP_DIV:
+        elif op == TOP_DIV:
             out = xv / yv
-        elif op == OP_POW:
+        elif op == TOP_POW:
             out = xv ** yv
         else:
             out = xv @ yv
     except ValueError as exc:
-        if op == OP_MATMUL:
+        if op == TOP_MATMUL:
             raise ValueError(f"matmul: shapes {_shape(xv)} and {_shape(yv)} are not aligned "
                              f"(numpy: {exc})") from None
         raise ValueError(f"{_OP_NAMES[op]}: cannot broadcast shapes {_shape(xv)} and "
@@ -531,7 +531,7 @@ cdef object _binary(uint8_t op, object x, object y):
     cdef Tensor a = _grad_child(x)
     cdef Tensor b = _grad_child(y)
     if _recording(a, b):
-        if op == OP_ADD or op == OP_SUB:
+        if op == TOP_ADD or op == TOP_SUB:
             xv = yv = None          # backward needs no operand values
         _record(t, op, a, b, xv, yv, None)
     return t
@@ -640,7 +640,7 @@ cdef object _join(object tensors, object axis, bint new_axis):
                 total += v.shape[ax]
                 offsets.append(total)
             params = (ax, tuple(offsets))
-        _record(t, OP_STACK if new_axis else OP_CONCAT, None, None, kids, None, params)
+        _record(t, TOP_STACK if new_axis else TOP_CONCAT, None, None, kids, None, params)
     return t
 
 
@@ -678,7 +678,7 @@ def linear(x, weight, bias=None):
     cdef Tensor cb = _grad_child(tw)
     cdef Tensor cc = _grad_child(tb)
     if _grad_enabled and (ca is not None or cb is not None or cc is not None):
-        _record(t, OP_LINEAR, ca, cb, xv, wv, None)
+        _record(t, TOP_LINEAR, ca, cb, xv, wv, None)
         t.c = cc
     return t
 
@@ -711,7 +711,7 @@ def mse_loss(input, target):
     cdef Tensor a = _grad_child(input)
     cdef Tensor b = _grad_child(target)
     if _recording(a, b):
-        _record(t, OP_MSE, a, b, d, None, n)
+        _record(t, TOP_MSE, a, b, d, None, n)
     return t
 
 
@@ -756,7 +756,7 @@ def cross_entropy(logits, targets):
         out = _np_asarray(_sum(lse - z[rows, tv], None, False) / n)
     cdef Tensor t = _new(out.astype(xv.dtype, copy=False))
     if _grad_enabled and x._requires_grad:
-        _record(t, OP_CROSS_ENTROPY, x, None, z, tv, lse)
+        _record(t, TOP_CROSS_ENTROPY, x, None, z, tv, lse)
     return t
 
 
@@ -840,7 +840,7 @@ def binary_cross_entropy(input, target):
     cdef Tensor a = _grad_child(input)
     cdef Tensor b = _grad_child(target)
     if _recording(a, b):
-        _record(t, OP_BCE, a, b, pv, tv, (n, lp, lq))
+        _record(t, TOP_BCE, a, b, pv, tv, (n, lp, lq))
     return t
 
 
@@ -889,7 +889,7 @@ cdef class Tensor:
             _pending.append(self.b)
         if _sole_owner(<PyObject *>self.c):
             _pending.append(self.c)
-        if ((self.op == OP_CONCAT or self.op == OP_STACK)
+        if ((self.op == TOP_CONCAT or self.op == TOP_STACK)
                 and _sole_owner(<PyObject *>self.x0)):
             _pending.append(self.x0)
         self.a = self.b = self.c = None
@@ -945,7 +945,7 @@ cdef class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if self.op != OP_LEAF and not value:
+        if self.op != TOP_LEAF and not value:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; "
                                "use detach()")
         self._requires_grad = bool(value)
@@ -958,7 +958,7 @@ cdef class Tensor:
     @property
     def is_leaf(self):
         """True for tensors not produced by a recorded op."""
-        return self.op == OP_LEAF
+        return self.op == TOP_LEAF
 
     @property
     def shape(self):
@@ -995,7 +995,7 @@ cdef class Tensor:
     @property
     def _prev(self):
         """The recorded children (inputs that require grad)."""
-        if self.op == OP_CONCAT or self.op == OP_STACK:
+        if self.op == TOP_CONCAT or self.op == TOP_STACK:
             return tuple([k for k in self.x0 if k is not None])
         return tuple([k for k in (self.a, self.b, self.c) if k is not None])
 
@@ -1034,61 +1034,61 @@ cdef class Tensor:
         if self._data.dtype == _F32:
             extra += ', dtype=float32'
         if self._requires_grad:
-            extra += ', requires_grad=True' if self.op == OP_LEAF else \
+            extra += ', requires_grad=True' if self.op == TOP_LEAF else \
                 f', grad_fn={_OP_NAMES[self.op]}'
         return f'Tensor({body}{extra})'
 
     # --- arithmetic -----------------------------------------------------------------------
 
     def __add__(self, other):
-        return _binary(OP_ADD, self, other)
+        return _binary(TOP_ADD, self, other)
 
     def __radd__(self, other):
-        return _binary(OP_ADD, other, self)
+        return _binary(TOP_ADD, other, self)
 
     def __sub__(self, other):
-        return _binary(OP_SUB, self, other)
+        return _binary(TOP_SUB, self, other)
 
     def __rsub__(self, other):
-        return _binary(OP_SUB, other, self)
+        return _binary(TOP_SUB, other, self)
 
     def __mul__(self, other):
-        return _binary(OP_MUL, self, other)
+        return _binary(TOP_MUL, self, other)
 
     def __rmul__(self, other):
-        return _binary(OP_MUL, other, self)
+        return _binary(TOP_MUL, other, self)
 
     def __truediv__(self, other):
-        return _binary(OP_DIV, self, other)
+        return _binary(TOP_DIV, self, other)
 
     def __rtruediv__(self, other):
-        return _binary(OP_DIV, other, self)
+        return _binary(TOP_DIV, other, self)
 
     def __pow__(self, other, mod):
         if mod is not None:
             return NotImplemented
-        return _binary(OP_POW, self, other)
+        return _binary(TOP_POW, self, other)
 
     def __rpow__(self, other, mod):
         if mod is not None:
             return NotImplemented
-        return _binary(OP_POW, other, self)
+        return _binary(TOP_POW, other, self)
 
     def __matmul__(self, other):
-        return _binary(OP_MATMUL, self, other)
+        return _binary(TOP_MATMUL, self, other)
 
     def __rmatmul__(self, other):
-        return _binary(OP_MATMUL, other, self)
+        return _binary(TOP_MATMUL, other, self)
 
     def __neg__(self):
-        return _unary(self, OP_NEG, -self._data, None)
+        return _unary(self, TOP_NEG, -self._data, None)
 
     def __pos__(self):
         return self
 
     def matmul(self, other):
         """self @ other (numpy's matmul rules); TypeError for unsupported operands."""
-        out = _binary(OP_MATMUL, self, other)
+        out = _binary(TOP_MATMUL, self, other)
         if out is NotImplemented:
             raise TypeError(f"matmul: unsupported operand {type(other).__name__}")
         return out
@@ -1097,37 +1097,37 @@ cdef class Tensor:
 
     def relu(self):
         """max(x, 0) elementwise; gradient 1 where x > 0."""
-        return _unary(self, OP_RELU, _relu_fwd(self._data), None)
+        return _unary(self, TOP_RELU, _relu_fwd(self._data), None)
 
     def tanh(self):
         """Hyperbolic tangent elementwise."""
-        return _unary(self, OP_TANH, _np_tanh(self._data), None)
+        return _unary(self, TOP_TANH, _np_tanh(self._data), None)
 
     def exp(self):
         """e**x elementwise."""
-        return _unary(self, OP_EXP, _np_exp(self._data), None)
+        return _unary(self, TOP_EXP, _np_exp(self._data), None)
 
     def log(self):
         """Natural logarithm elementwise."""
-        return _unary(self, OP_LOG, _np_log(self._data), None)
+        return _unary(self, TOP_LOG, _np_log(self._data), None)
 
     def sigmoid(self):
         """1 / (1 + e**-x) elementwise, without overflow."""
-        return _unary(self, OP_SIGMOID, _sigmoid_array(self._data), None)
+        return _unary(self, TOP_SIGMOID, _sigmoid_array(self._data), None)
 
     def softmax(self, axis=-1):
         """exp(x) normalised along axis (computed from x - max)."""
         ax = _norm_axes(axis, self._data.ndim, 'softmax')
         x = self._data
         e = _np_exp(x - _amax(x, ax, True))
-        return _unary(self, OP_SOFTMAX, e / _sum(e, ax, True), ax)
+        return _unary(self, TOP_SOFTMAX, e / _sum(e, ax, True), ax)
 
     def log_softmax(self, axis=-1):
         """log(softmax(x)) along axis, computed stably."""
         ax = _norm_axes(axis, self._data.ndim, 'log_softmax')
         x = self._data
         z = x - _amax(x, ax, True)
-        return _unary(self, OP_LOG_SOFTMAX, z - _np_log(_sum(_np_exp(z), ax, True)),
+        return _unary(self, TOP_LOG_SOFTMAX, z - _np_log(_sum(_np_exp(z), ax, True)),
                       ax)
 
     # --- reductions ----------------------------------------------------------------------
@@ -1136,9 +1136,9 @@ cdef class Tensor:
         """Sum over axis (None: all; an int or a tuple, negatives allowed)."""
         x = self._data
         if axis is None:        # the common case, without numpy's tuple-axis machinery
-            return _unary(self, OP_SUM, _sum(x, None, keepdims), (1,) * x.ndim)
+            return _unary(self, TOP_SUM, _sum(x, None, keepdims), (1,) * x.ndim)
         axes = _norm_axes(axis, x.ndim, 'sum')
-        return _unary(self, OP_SUM, _sum(x, axes, keepdims),
+        return _unary(self, TOP_SUM, _sum(x, axes, keepdims),
                       _kept_shape(x.shape, axes))
 
     def mean(self, axis=None, keepdims=False):
@@ -1151,7 +1151,7 @@ cdef class Tensor:
         if count == 0:
             raise ValueError(f"mean of an empty selection (shape {x.shape}, axis {axis})")
         out = _sum(x, None if axis is None else axes, keepdims)
-        return _unary(self, OP_MEAN, out / count,
+        return _unary(self, TOP_MEAN, out / count,
                       (_kept_shape(x.shape, axes), count))
 
     def max(self, axis=None, keepdims=False):
@@ -1160,7 +1160,7 @@ cdef class Tensor:
         axes = _norm_axes(axis, x.ndim, 'max')
         if x.size == 0:
             raise ValueError(f"max of an empty tensor (shape {x.shape})")
-        return _unary(self, OP_MAX, _amax(x, axes, keepdims),
+        return _unary(self, TOP_MAX, _amax(x, axes, keepdims),
                       (_kept_shape(x.shape, axes), axes))
 
     # --- shape ops -----------------------------------------------------------------------
@@ -1174,7 +1174,7 @@ cdef class Tensor:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"reshape: cannot reshape a tensor of shape {self._data.shape} "
                              f"into shape {shape}") from None
-        return _unary(self, OP_RESHAPE, out, None)
+        return _unary(self, TOP_RESHAPE, out, None)
 
     def view(self, *shape):
         """reshape (PyTorch's name)."""
@@ -1202,7 +1202,7 @@ cdef class Tensor:
         inverse = [0] * nd
         for i in range(nd):
             inverse[perm[i]] = i
-        return _unary(self, OP_TRANSPOSE, self._data.transpose(perm), tuple(inverse))
+        return _unary(self, TOP_TRANSPOSE, self._data.transpose(perm), tuple(inverse))
 
     def permute(self, *dims):
         """transpose with a full permutation (PyTorch's name)."""
@@ -1211,7 +1211,7 @@ cdef class Tensor:
     def __getitem__(self, key):
         """numpy indexing (slices, ints, None, ..., integer and boolean arrays), recorded."""
         key = _index_key(key)
-        return _unary(self, OP_INDEX, self._data[key], (key, _is_basic_key(key)))
+        return _unary(self, TOP_INDEX, self._data[key], (key, _is_basic_key(key)))
 
     # --- backward ------------------------------------------------------------------------
 
@@ -1257,9 +1257,9 @@ cdef list _topo(Tensor root):
         n = <Tensor>stack[len(stack) - 1]
         if n.mark < visited:
             n.mark = visited
-            if n.op == OP_LEAF:
+            if n.op == TOP_LEAF:
                 continue        # leaves have no children; emitted on the next pass
-            if n.op == OP_CONCAT or n.op == OP_STACK:
+            if n.op == TOP_CONCAT or n.op == TOP_STACK:
                 for k in n.x0:
                     _push_child(stack, <Tensor>k, visited)
             else:
@@ -1270,7 +1270,7 @@ cdef list _topo(Tensor root):
             stack.pop()
             if n.mark != done:
                 n.mark = done
-                if n.op != OP_LEAF:
+                if n.op != TOP_LEAF:
                     n._grad = None      # stale buffer of an interrupted sweep
                 order.append(n)
     return order
@@ -1304,7 +1304,7 @@ cdef int _accum(Tensor child, object contrib, bint fresh) except -1:
         fresh = True
     cdef object g = child._grad
     if g is None:
-        if not fresh and child.op == OP_LEAF:
+        if not fresh and child.op == TOP_LEAF:
             contrib = contrib.copy()    # a leaf's .grad is the user's: never a shared view
             fresh = True
         child._grad = contrib
@@ -1324,7 +1324,7 @@ cdef int _sweep(Tensor root, object seed) except -1:
     _accum(root, seed, True)
     for i in range(len(order) - 1, -1, -1):
         n = <Tensor>order[i]
-        if n.op == OP_LEAF:
+        if n.op == TOP_LEAF:
             continue
         g = n._grad
         if g is None:
@@ -1375,24 +1375,24 @@ cdef int _backward_node(Tensor n, object g) except -1:
     """Push n's gradient g to its children: one case per op code."""
     cdef uint8_t op = n.op
     out = n._data
-    if op == OP_ADD:
+    if op == TOP_ADD:
         _accum(n.a, g, False)
         _accum(n.b, g, False)
-    elif op == OP_SUB:
+    elif op == TOP_SUB:
         _accum(n.a, g, False)
         if n.b is not None:
             _accum(n.b, -g, True)
-    elif op == OP_MUL:
+    elif op == TOP_MUL:
         if n.a is not None:
             _accum(n.a, g * n.x1, True)
         if n.b is not None:
             _accum(n.b, g * n.x0, True)
-    elif op == OP_DIV:
+    elif op == TOP_DIV:
         if n.a is not None:
             _accum(n.a, g / n.x1, True)
         if n.b is not None:
             _accum(n.b, -g * out / n.x1, True)
-    elif op == OP_POW:
+    elif op == TOP_POW:
         if n.a is not None:
             y = n.x1
             if type(y) is float and y == 2.0:
@@ -1404,25 +1404,25 @@ cdef int _backward_node(Tensor n, object g) except -1:
             with _np_errstate(divide='ignore', invalid='ignore'):
                 gb = g * out * _np_log(n.x0)
             _accum(n.b, _np_where(_np_asarray(n.x0) == 0, 0.0, gb), True)
-    elif op == OP_NEG:
+    elif op == TOP_NEG:
         _accum(n.a, -g, True)
-    elif op == OP_MATMUL:
+    elif op == TOP_MATMUL:
         _matmul_grads(n, g)
-    elif op == OP_SUM:
+    elif op == TOP_SUM:
         _accum(n.a, _np_broadcast_to(g.reshape(n.aux), n.x0.shape), False)
-    elif op == OP_MEAN:
+    elif op == TOP_MEAN:
         _accum(n.a, _np_broadcast_to(g.reshape(n.aux[0]) / n.aux[1], n.x0.shape), False)
-    elif op == OP_MAX:
+    elif op == TOP_MAX:
         kshape, axes = n.aux
         x = n.x0
         mask = x == out.reshape(kshape)
         count = mask.sum(axis=axes, keepdims=True)
         _accum(n.a, mask * (g.reshape(kshape) / count), True)
-    elif op == OP_RESHAPE:
+    elif op == TOP_RESHAPE:
         _accum(n.a, g.reshape(n.x0.shape), False)
-    elif op == OP_TRANSPOSE:
+    elif op == TOP_TRANSPOSE:
         _accum(n.a, g.transpose(n.aux), False)
-    elif op == OP_INDEX:
+    elif op == TOP_INDEX:
         key, basic = n.aux
         gz = _np_zeros(n.x0.shape, dtype=g.dtype)
         if basic:
@@ -1430,43 +1430,43 @@ cdef int _backward_node(Tensor n, object g) except -1:
         else:
             _np_add_at(gz, key, g)
         _accum(n.a, gz, True)
-    elif op == OP_CONCAT:
+    elif op == TOP_CONCAT:
         ax, offsets = n.aux
         lead = (slice(None),) * ax
         for i, kid in enumerate(n.x0):
             if kid is not None:
                 _accum(<Tensor>kid, g[lead + (slice(offsets[i], offsets[i + 1]),)], False)
-    elif op == OP_STACK:
+    elif op == TOP_STACK:
         ax = n.aux[0]
         lead = (slice(None),) * ax
         for i, kid in enumerate(n.x0):
             if kid is not None:
                 _accum(<Tensor>kid, g[lead + (i,)], False)
-    elif op == OP_RELU:
+    elif op == TOP_RELU:
         # one branch-free compiled pass (a per-element branch, np.where or a naive C loop,
         # mispredicts half the time and measured 5x slower on (256, 128))
         _accum(n.a, _relu_grad(g, out, n._owned), True)
-    elif op == OP_TANH:
+    elif op == TOP_TANH:
         _accum(n.a, g * (1.0 - out * out), True)
-    elif op == OP_EXP:
+    elif op == TOP_EXP:
         _accum(n.a, g * out, True)
-    elif op == OP_LOG:
+    elif op == TOP_LOG:
         _accum(n.a, g / n.x0, True)
-    elif op == OP_SIGMOID:
+    elif op == TOP_SIGMOID:
         _accum(n.a, g * out * (1.0 - out), True)
-    elif op == OP_SOFTMAX:
+    elif op == TOP_SOFTMAX:
         go = g * out
         _accum(n.a, go - out * _sum(go, n.aux, True), True)
-    elif op == OP_LOG_SOFTMAX:
+    elif op == TOP_LOG_SOFTMAX:
         _accum(n.a, g - _np_exp(out) * _sum(g, n.aux, True), True)
-    elif op == OP_LINEAR:
+    elif op == TOP_LINEAR:
         _linear_grads(n, g)
-    elif op == OP_MSE:
+    elif op == TOP_MSE:
         ga = (2.0 / n.aux) * g * n.x0
         _accum(n.a, ga, True)
         if n.b is not None:
             _accum(n.b, -ga, True)
-    elif op == OP_CROSS_ENTROPY:
+    elif op == TOP_CROSS_ENTROPY:
         z = n.x0
         rows = z.shape[0]
         scale = g / rows
@@ -1476,7 +1476,7 @@ cdef int _backward_node(Tensor n, object g) except -1:
             p[_np_arange(rows), n.x1] -= 1.0
             p *= scale
         _accum(n.a, p, True)
-    elif op == OP_BCE:
+    elif op == TOP_BCE:
         count, lp, lq = n.aux
         pv = n.x0
         tv = n.x1
@@ -1577,7 +1577,7 @@ cdef object _jvp_join(Tensor n, dict tan):
             continue
         if t is None:
             t = _np_zeros(out.shape, dtype=out.dtype)
-        if n.op == OP_CONCAT:
+        if n.op == TOP_CONCAT:
             offsets = n.aux[1]
             t[lead + (slice(offsets[i], offsets[i + 1]),)] = tk
         else:
@@ -1588,7 +1588,7 @@ cdef object _jvp_join(Tensor n, dict tan):
 cdef object _jvp_node(Tensor n, dict tan):
     """n's tangent from its children's: one case per op code (None if no child has one)."""
     cdef uint8_t op = n.op
-    if op == OP_CONCAT or op == OP_STACK:
+    if op == TOP_CONCAT or op == TOP_STACK:
         return _jvp_join(n, tan)
     ta = _tget(tan, n.a)
     tb = _tget(tan, n.b)
@@ -1597,21 +1597,21 @@ cdef object _jvp_node(Tensor n, dict tan):
         return None
     out = n._data
     t = None
-    if op == OP_ADD:
+    if op == TOP_ADD:
         t = _tplus(ta, tb)
-    elif op == OP_SUB:
+    elif op == TOP_SUB:
         t = ta if tb is None else (-tb if ta is None else ta - tb)
-    elif op == OP_MUL:
+    elif op == TOP_MUL:
         if ta is not None:
             t = ta * n.x1
         if tb is not None:
             t = _tplus(t, n.x0 * tb)
-    elif op == OP_DIV:
+    elif op == TOP_DIV:
         if ta is not None:
             t = ta / n.x1
         if tb is not None:
             t = _tplus(t, -tb * out / n.x1)
-    elif op == OP_POW:
+    elif op == TOP_POW:
         x = n.x0
         y = n.x1
         if ta is not None:
@@ -1624,61 +1624,61 @@ cdef object _jvp_node(Tensor n, dict tan):
             with _np_errstate(divide='ignore', invalid='ignore'):
                 tt = tb * out * _np_log(x)
             t = _tplus(t, _np_where(_np_asarray(x) == 0, 0.0, tt))
-    elif op == OP_NEG:
+    elif op == TOP_NEG:
         t = -ta
-    elif op == OP_MATMUL:
+    elif op == TOP_MATMUL:
         # numpy's matmul promotes 1-D operands and broadcasts batches for the tangents too
         if ta is not None:
             t = ta @ n.x1
         if tb is not None:
             t = _tplus(t, n.x0 @ tb)
-    elif op == OP_SUM:
+    elif op == TOP_SUM:
         t = _sum(ta, _kept_axes(n.aux), True).reshape(out.shape)
-    elif op == OP_MEAN:
+    elif op == TOP_MEAN:
         t = _sum(ta, _kept_axes(n.aux[0]), True).reshape(out.shape) / n.aux[1]
-    elif op == OP_MAX:
+    elif op == TOP_MAX:
         # the mean of the tangents of the elements equal to the max: backward's even split
         kshape, axes = n.aux
         mask = n.x0 == out.reshape(kshape)
         count = mask.sum(axis=axes, keepdims=True)
         t = (_sum(mask * ta, axes, True) / count).reshape(out.shape)
-    elif op == OP_RESHAPE:
+    elif op == TOP_RESHAPE:
         t = ta.reshape(out.shape)
-    elif op == OP_TRANSPOSE:
+    elif op == TOP_TRANSPOSE:
         inverse = n.aux
         perm = [0] * len(inverse)
         for i in range(len(inverse)):
             perm[inverse[i]] = i
         t = ta.transpose(perm)
-    elif op == OP_INDEX:
+    elif op == TOP_INDEX:
         t = ta[n.aux[0]]
-    elif op == OP_RELU:
+    elif op == TOP_RELU:
         t = _relu_grad(ta, out, False)          # ta * (out > 0), the same mask as backward
-    elif op == OP_TANH:
+    elif op == TOP_TANH:
         t = ta * (1.0 - out * out)
-    elif op == OP_EXP:
+    elif op == TOP_EXP:
         t = ta * out
-    elif op == OP_LOG:
+    elif op == TOP_LOG:
         t = ta / n.x0
-    elif op == OP_SIGMOID:
+    elif op == TOP_SIGMOID:
         t = ta * out * (1.0 - out)
-    elif op == OP_SOFTMAX:
+    elif op == TOP_SOFTMAX:
         to = ta * out
         t = to - out * _sum(to, n.aux, True)
-    elif op == OP_LOG_SOFTMAX:
+    elif op == TOP_LOG_SOFTMAX:
         t = ta - _sum(_np_exp(out) * ta, n.aux, True)
-    elif op == OP_LINEAR:
+    elif op == TOP_LINEAR:
         # x @ w.T + b
         if ta is not None:
             t = ta @ n.x1.T
         if tb is not None:
             t = _tplus(t, n.x0 @ tb.T)
         t = _tplus(t, tc)
-    elif op == OP_MSE:
+    elif op == TOP_MSE:
         d = n.x0
         td = ta if tb is None else (-tb if ta is None else ta - tb)
         t = _sum(d * td, None, False) * 2.0 / n.aux
-    elif op == OP_CROSS_ENTROPY:
+    elif op == TOP_CROSS_ENTROPY:
         # mean over rows of softmax(x_i) . v_i - v_i[target_i]
         z = n.x0
         lse = n.aux
@@ -1686,7 +1686,7 @@ cdef object _jvp_node(Tensor n, dict tan):
         p = _np_exp(z - lse[:, None])
         picked = ta[_np_arange(rows), n.x1]
         t = (_sum(p * ta, None, False) - _sum(picked, None, False)) / rows
-    elif op == OP_BCE:
+    elif op == TOP_BCE:
         count, lp, lq = n.aux
         pv = n.x0
         if ta is not None:
@@ -1771,7 +1771,7 @@ def tensor_jvp(output, tangents):
             raise TypeError(f"tensor_jvp: tangents must be keyed by fastgrad.Tensor inputs, "
                             f"got a key of type {type(key).__name__}")
         k = <Tensor>key
-        if k.op != OP_LEAF:
+        if k.op != TOP_LEAF:
             raise ValueError(f"tensor_jvp: tangents are given for inputs (leaf tensors); got "
                              f"one for a tensor computed by {_OP_NAMES[k.op]} (to perturb an "
                              f"intermediate, detach it, set requires_grad and recompute)")
@@ -1790,22 +1790,22 @@ def tensor_jvp(output, tangents):
     cdef dict uses = {}
     for i in range(count):
         n = <Tensor>order[i]
-        if n.op == OP_CONCAT or n.op == OP_STACK:
+        if n.op == TOP_CONCAT or n.op == TOP_STACK:
             for kid in n.x0:
                 _count_use(uses, <Tensor>kid)
-        elif n.op != OP_LEAF:
+        elif n.op != TOP_LEAF:
             _count_use(uses, n.a)
             _count_use(uses, n.b)
             _count_use(uses, n.c)
 
     for i in range(count):
         n = <Tensor>order[i]
-        if n.op == OP_LEAF:
+        if n.op == TOP_LEAF:
             continue
         t = _jvp_node(n, tan)
         if t is None:
             continue
-        if n.op == OP_CONCAT or n.op == OP_STACK:
+        if n.op == TOP_CONCAT or n.op == TOP_STACK:
             for kid in n.x0:
                 _release(tan, uses, <Tensor>kid)
         else:

@@ -5,7 +5,8 @@ keeps the per-step overhead of small models low and makes ``cross_entropy`` stab
 construction (it works on shifted logits and never forms probabilities in the forward pass).
 
 >>> import numpy as np
->>> from fastgrad import Tensor, functional as F
+>>> from fastgrad import Tensor
+>>> import fastgrad.nn.functional as F
 >>> logits = Tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
 >>> loss = F.cross_entropy(logits, np.array([0, 1]))
 >>> round(loss.item(), 6)

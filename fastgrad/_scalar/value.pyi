@@ -1,4 +1,4 @@
-"""Type stubs for the compiled scalar core (fastgrad/_scalar.pyx)."""
+"""Type stubs for the compiled scalar core (fastgrad/_scalar/value.pyx)."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any, SupportsFloat, TypeAlias, final

@@ -1,11 +1,11 @@
-"""Type stubs for fastgrad._replay (recorded scalar programs, replayed in C)."""
+"""Type stubs for fastgrad._scalar.replay (recorded scalar programs, replayed in C)."""
 
 from typing import Any, Iterable, Optional, Tuple, final
 
 import numpy as np
 import numpy.typing as npt
 
-from fastgrad._scalar import Value
+from fastgrad._scalar.value import Value
 
 # A Value, or a (nested, rectangular) sequence of them.
 _NestedValues = Any

@@ -12,7 +12,11 @@ For any direction, ``jvp(out, {v: d_v, ...})`` equals ``sum(v.grad * d_v)`` afte
 import numbers
 from collections.abc import Mapping
 
+import numpy as np
+
 from fastgrad import engine
+from fastgrad._scalar import reference
+from fastgrad._tensor import Tensor, tensor_jvp
 
 __all__ = ["jvp", "forward_grad", "Dual"]
 
@@ -30,34 +34,22 @@ def jvp(output, tangents):
       passes no derivative, and ``x ** y`` with x < 0 has no derivative in y (NaN if the
       direction moves y).
     - Tensor: ``tangents`` maps input Tensors (leaves with ``requires_grad=True``) to arrays
-      of their shape (or numbers, broadcast); returns a numpy array shaped like ``output``
-      (the tensor engine's ``fastgrad._tensor.tensor_jvp``, whose errors it raises).
+      of their shape (or numbers, broadcast); returns a numpy array shaped like ``output``.
 
     >>> from fastgrad import Value
     >>> x = Value(2.0); y = Value(3.0)
-    >>> p = x * (x + y + 2) + y * y      # seed 000's polynomial
+    >>> p = x * (x + y + 2) + y * y
     >>> jvp(p, {x: 1.0}), jvp(p, {y: 1.0})
     (9.0, 8.0)
     """
     if not isinstance(tangents, Mapping):
         raise TypeError(f"tangents must be a dict (node -> tangent), not {type(tangents).__name__}")
-    from fastgrad.tensor import Tensor
     if isinstance(output, Tensor):
-        from fastgrad import _tensor
-        tensor_jvp = getattr(_tensor, "tensor_jvp", None)
-        if tensor_jvp is None:
-            raise NotImplementedError(
-                "forward mode for Tensors needs fastgrad._tensor.tensor_jvp, which this build "
-                "does not have")
         return tensor_jvp(output, dict(tangents))
-    if engine.ENGINE == "compiled":
-        from fastgrad._scalar import Value as CompiledValue
-        if type(output) is CompiledValue:
-            from fastgrad._forward import jvp as compiled_jvp
-            return compiled_jvp(output, tangents)
-    from fastgrad import pure
-    if isinstance(output, pure.Value):
-        return _pure_jvp(output, tangents)
+    if isinstance(output, engine.Value):
+        return engine.jvp(output, tangents)
+    if isinstance(output, reference.Value):  # the reference engine's Values, in any session
+        return reference.jvp(output, tangents)
     raise TypeError(f"jvp needs a Value or a Tensor output, not {type(output).__name__}")
 
 
@@ -75,9 +67,7 @@ def forward_grad(output, inputs):
     [9.0, 8.0]
     """
     inputs = list(inputs)
-    from fastgrad.tensor import Tensor
     if isinstance(output, Tensor):
-        import numpy as np
         if output.size != 1:
             raise ValueError(f"forward_grad needs a one-element output, got shape {output.shape}")
         grads = []
@@ -93,7 +83,7 @@ def forward_grad(output, inputs):
 
 
 class Dual:
-    """A dual number ``primal + tangent·ε`` kept on the tape (seed 000's forward accumulation).
+    """A dual number ``primal + tangent·ε`` kept on the tape (forward accumulation).
 
     ``Dual(x, dx)`` wraps a Value (or makes a leaf from a number) and gives it tangent ``dx``.
     Arithmetic on Duals builds ordinary Values on the tape and remembers which leaves were
@@ -210,72 +200,3 @@ class Dual:
     def sigmoid(self):
         """1 / (1 + e**-x), as Value.sigmoid."""
         return Dual._of(self.primal.sigmoid(), self._seeds)
-
-
-# -- the reference engine (FASTGRAD_ENGINE=pure): the same rules, written in Python -----------
-
-
-def _pure_jvp(output, tangents):
-    import math
-
-    from fastgrad import pure
-
-    seeds = {}
-    for key, number in tangents.items():
-        if not isinstance(key, pure.Value):
-            raise TypeError(f"tangents must map Values to numbers; got a key of type "
-                            f"{type(key).__name__}")
-        if not isinstance(number, numbers.Real):
-            raise TypeError(f"the tangent of {key!r} must be a real number, "
-                            f"not {type(number).__name__}")
-        seeds[id(key)] = float(number)
-    reachable = {id(output): output}
-    stack = [output]
-    while stack:
-        for child in stack.pop()._children:
-            if id(child) not in reachable:
-                reachable[id(child)] = child
-                stack.append(child)
-    tan: dict[int, float] = {}
-    for v in sorted(reachable.values(), key=lambda v: v._created):  # children first
-        rule = v._rule
-        kids = v._children
-        ta = tan[id(kids[0])] if kids else 0.0
-        tb = tan[id(kids[1])] if len(kids) > 1 else 0.0
-        if rule is pure._add_rule:
-            t = ta + tb
-        elif rule is pure._mul_rule:
-            t = kids[1].data * ta + kids[0].data * tb
-        elif rule is pure._pow_const_rule:
-            y = v._exponent
-            t = (y * pure._c_pow(kids[0].data, y - 1.0)) * ta
-        elif rule is pure._pow_rule:
-            x, y = kids[0].data, kids[1].data
-            t = (y * pure._c_pow(x, y - 1.0)) * ta
-            if x > 0.0:
-                t = t + (v.data * math.log(x)) * tb
-            elif x < 0.0 and tb != 0.0:
-                t = math.nan
-        elif rule is pure._relu_rule:
-            t = (1.0 if v.data > 0.0 else 0.0) * ta
-        elif rule is pure._tanh_rule:
-            t = (1.0 - v.data * v.data) * ta
-        elif rule is pure._exp_rule:
-            t = v.data * ta
-        elif rule is pure._log_rule:
-            t = ta / kids[0].data
-        elif rule is pure._sigmoid_rule:
-            t = (v.data * (1.0 - v.data)) * ta
-        elif rule is pure._max_rule:
-            t = tb if kids[1].data > kids[0].data else ta
-        elif rule is pure._min_rule:
-            t = tb if kids[1].data < kids[0].data else ta
-        elif rule is pure._abs_rule:
-            x = kids[0].data
-            t = (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * ta
-        else:
-            t = 0.0
-        if id(v) in seeds:
-            t = t + seeds[id(v)]
-        tan[id(v)] = t
-    return tan[id(output)]

@@ -6,27 +6,27 @@ from libc.stdint cimport int32_t, uint8_t, uint64_t
 from cpython.object cimport PyObject
 
 cdef enum:
-    OP_FREE = 0      # not used by a live node (set on the slots a compaction frees)
-    OP_LEAF          # a number the user gave (or a constant operand)
-    OP_OPAQUE        # built with Value(data, _children, _op): shown in _prev, no derivative
-    OP_ADD           # a + b
-    OP_MUL           # a * b
-    OP_POW_CONST     # a ** aux
-    OP_POW           # a ** b, both Values
-    OP_RELU
-    OP_TANH
-    OP_EXP
-    OP_LOG
-    OP_SIGMOID
-    OP_MAX           # a if a >= b else b (ties go to a, the first operand)
-    OP_MIN           # a if a <= b else b (ties go to a)
-    OP_ABS           # |a|; gradient sign(a), 0 at 0
-    OP_COUNT
+    SOP_FREE = 0      # not used by a live node (set on the slots a compaction frees)
+    SOP_LEAF          # a number the user gave (or a constant operand)
+    SOP_OPAQUE        # built with Value(data, _children, _op): shown in _prev, no derivative
+    SOP_ADD           # a + b
+    SOP_MUL           # a * b
+    SOP_POW_CONST     # a ** aux
+    SOP_POW           # a ** b, both Values
+    SOP_RELU
+    SOP_TANH
+    SOP_EXP
+    SOP_LOG
+    SOP_SIGMOID
+    SOP_MAX           # a if a >= b else b (ties go to a, the first operand)
+    SOP_MIN           # a if a <= b else b (ties go to a)
+    SOP_ABS           # |a|; gradient sign(a), 0 at 0
+    SOP_COUNT
 
 cdef enum:
     FLAG_LABEL = 1          # a label is stored in the side table
     FLAG_OP_NAME = 2        # a user-given _op string is stored in the side table
-    FLAG_INT_EXPONENT = 4   # OP_POW_CONST: exponent came from an int (spelled '**2', not '**2.0')
+    FLAG_INT_EXPONENT = 4   # SOP_POW_CONST: exponent came from an int (spelled '**2', not '**2.0')
 
 ctypedef struct Arena:
     # Slots are in creation order: a node's children always sit below it, so descending slot

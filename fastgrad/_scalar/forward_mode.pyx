@@ -2,8 +2,8 @@
 #
 # No second graph is built. topo_order() lists the nodes reachable from the output in
 # ascending slot order (children before parents); one pass over that list computes each node's
-# tangent from its children's with the op's derivative: _tangent_rule, next to the reverse
-# sweep's _backward_rule in _rules.pxd, with the same derivatives and conventions at kinks.
+# tangent from its children's with the op's derivative: tangent_rule, next to the reverse
+# sweep's backward_rule in rules.pxd, with the same derivatives and conventions at kinks.
 #
 # Seeds: every Value given a tangent is perturbed by it. Its tangent is what flows in from its
 # children plus the given number, so for any set of Values (leaves or not)
@@ -16,9 +16,9 @@
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 
-from fastgrad._core cimport *
-from fastgrad._rules cimport _tangent_rule
-from fastgrad._scalar cimport A, Value, topo_order
+from fastgrad._scalar.arena cimport *
+from fastgrad._scalar.rules cimport tangent_rule
+from fastgrad._scalar.value cimport A, Value, topo_order
 
 import numbers
 
@@ -51,7 +51,7 @@ cdef double _sweep(int32_t n, const int32_t *order, double *tan, const Seed *see
         s = order[i]
         a = ca[s]
         b = cb[s]
-        t = _tangent_rule(ops[s], s, a, b, val, aux, tan[a] if a >= 0 else 0.0,
+        t = tangent_rule(ops[s], s, a, b, val, aux, tan[a] if a >= 0 else 0.0,
                           tan[b] if b >= 0 else 0.0)
         while j < k and seeds[j].slot < s:
             j += 1

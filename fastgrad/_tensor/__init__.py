@@ -1,0 +1,34 @@
+"""The tensor engine's facade: the rest of the package imports the tensor engine from here.
+
+The engine itself is compiled (``fastgrad/_tensor/*.pyx``): operators on small tensors are
+dominated by per-op overhead, so the handle, its operators and the sweeps are all Cython.
+There is one tensor engine (``FASTGRAD_ENGINE`` chooses between the scalar engines only).
+"""
+
+try:
+    from fastgrad._tensor.tensor import (Tensor, binary_cross_entropy, concatenate, cross_entropy,
+                                         is_grad_enabled, linear, mse_loss, no_grad, stack,
+                                         tensor_jvp)
+except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        f"fastgrad's compiled tensor core (fastgrad._tensor) is not built or cannot be loaded: "
+        f"{exc}. Build it with `pip install .` (or `pip install -e .` in a checkout; "
+        "`python setup.py build_ext --inplace` after editing a .pyx)."
+    ) from exc
+
+cat = concatenate  # PyTorch's name
+
+
+def tensor(data, dtype=None, requires_grad=False):
+    """A new Tensor holding a copy of ``data`` (PyTorch's ``torch.tensor``).
+
+    >>> import fastgrad
+    >>> t = fastgrad.tensor([[1.0, 2.0]], requires_grad=True)
+    >>> t.shape, t.requires_grad
+    ((1, 2), True)
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "concatenate", "cat", "stack",
+           "linear", "mse_loss", "cross_entropy", "binary_cross_entropy", "tensor_jvp"]
