@@ -513,7 +513,7 @@ def jvp(output, tangents):
             raise TypeError(f"the tangent of {key!r} must be a real number, "
                             f"not {type(number).__name__}")
         seeds[id(key)] = float(number)
-    tangent = {}
+    tangent: dict[int, float] = {}
     for v in _topological(output):
         kids = v._children
         ta = tangent[id(kids[0])] if kids else 0.0

@@ -39,7 +39,7 @@ class Neuron(Module):
         # micrograd: sum((wi*xi for wi, xi in zip(self.w, x)), self.b), then relu if nonlin
         return linear_combination(self.w, x, self.b, self.nonlin)
 
-    def parameters(self) -> list[Value]:
+    def parameters(self) -> list[Value]:  # type: ignore[override]  # a list, as in micrograd
         """The weights, then the bias (a list, as in micrograd)."""
         return self.w + [self.b]
 
@@ -76,7 +76,7 @@ class Layer(Module):
             out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
-    def parameters(self) -> list[Value]:
+    def parameters(self) -> list[Value]:  # type: ignore[override]  # a list, as in micrograd
         """Every neuron's parameters, neuron by neuron (a list, as in micrograd)."""
         return [p for n in self.neurons for p in n.parameters()]
 
@@ -112,7 +112,7 @@ class MLP(Module):
             x = layer(x)
         return x
 
-    def parameters(self) -> list[Value]:
+    def parameters(self) -> list[Value]:  # type: ignore[override]  # a list, as in micrograd
         """Every layer's parameters, layer by layer (a list, as in micrograd)."""
         return [p for layer in self.layers for p in layer.parameters()]
 

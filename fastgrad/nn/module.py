@@ -88,11 +88,15 @@ class Module:
     >>> f.a.grad
     3.0
     >>> f.zero_grad()
-    >>> [p.grad for p in f.parameters()]
-    [0.0, 0.0]
+    >>> [p.grad == 0 for p in f.parameters()]
+    [True, True]
     """
 
     training = True  # class default, so subclasses that skip __init__ have it too
+    # name -> object registries (instance attributes, made on first use; see _registry)
+    _parameters: dict[str, Any]
+    _buffers: dict[str, Any]
+    _modules: dict[str, Any]
 
     def __init__(self) -> None:
         for registry in _REGISTRIES:
