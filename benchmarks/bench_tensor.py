@@ -5,7 +5,7 @@
     python benchmarks/bench_tensor.py --threads 1   # single-threaded BLAS in numpy and torch
 
 Two models, both started from the same weights in every framework:
-  * seed 003's regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
+  * the regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
   * the digits MLP 64-128-10 (ReLU, cross-entropy, Adam lr 1e-3), batch 256
 A step is: build the batch tensor, forward, loss, zero_grad, backward, optimizer step.
 All ratios are computed from times measured in this run. Then the per-op overhead for small
@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import fastgrad  # noqa: E402
 from fastgrad import Tensor  # noqa: E402
 from fastgrad.bench.tensor import (CONFIGS, check_same_losses, fastgrad_step,  # noqa: E402
-                                   numpy_tape_step, seed_tape_step, setup, time_steps,
+                                   numpy_tape_step, naive_tape_step, setup, time_steps,
                                    torch_step)
 
 try:
@@ -60,7 +60,7 @@ def bench_training(args):
         for dtype in args.dtypes:
             cfg, weights, x, y, batches = setup(cname, dtype)
             makers = {"fastgrad": fastgrad_step, "numpy tape": numpy_tape_step,
-                      "seed tape": seed_tape_step}
+                      "naive tape": naive_tape_step}
             if torch is not None:
                 makers["torch"] = torch_step
             check_same_losses({n: m(cfg, weights, dtype) for n, m in makers.items()}, x, y,
@@ -72,7 +72,7 @@ def bench_training(args):
             rows.append((cname, cfg, np.dtype(dtype).name, times))
     print("\nTraining step (µs per step, best of %d repeats; ratio = other / fastgrad)"
           % args.repeats)
-    head = "| model | batch | dtype | fastgrad | seed-003 tape | ratio | tuned numpy tape | ratio |"
+    head = "| model | batch | dtype | fastgrad | naive numpy tape | ratio | tuned numpy tape | ratio |"
     sep = "|---|---|---|---|---|---|---|---|"
     if torch is not None:
         head += " torch CPU | ratio |"
@@ -82,7 +82,7 @@ def bench_training(args):
     for cname, cfg, dname, t in rows:
         arch = "-".join(map(str, cfg["sizes"]))
         line = (f"| {cname} {arch} | {cfg['batch']} | {dname} | {t['fastgrad']:.1f} | "
-                f"{t['seed tape']:.1f} | {t['seed tape'] / t['fastgrad']:.2f}x | "
+                f"{t['naive tape']:.1f} | {t['naive tape'] / t['fastgrad']:.2f}x | "
                 f"{t['numpy tape']:.1f} | {t['numpy tape'] / t['fastgrad']:.2f}x |")
         if torch is not None:
             line += f" {t['torch']:.1f} | {t['torch'] / t['fastgrad']:.2f}x |"

@@ -5,9 +5,9 @@
 
 "numpy by hand" is the digits MLP's training step with no autograd at all: the forward pass,
 cross-entropy, the backward pass written out (only the gradients that are needed, in place
-where numpy allows) and the same Adam update as the seed-003 tape (`NAdam`). It is what a
+where numpy allows) and the same Adam update as the naive numpy tape (`NAdam`). It is what a
 perfect framework could at best do with numpy's kernels, so it bounds how much faster than
-seed 003's tape any numpy-backed engine can be. The three take turns within each repeat and
+the naive numpy tape any numpy-backed engine can be. The three take turns within each repeat and
 start from the same weights (their first losses are checked to agree).
 """
 
@@ -23,7 +23,7 @@ if "--threads" in sys.argv:  # must act before numpy loads its BLAS
 import numpy as np  # noqa: E402
 
 from fastgrad.bench.numpy_tape import NAdam  # noqa: E402
-from fastgrad.bench.tensor import (check_same_losses, fastgrad_step, seed_tape_step,  # noqa: E402
+from fastgrad.bench.tensor import (check_same_losses, fastgrad_step, naive_tape_step,  # noqa: E402
                                    setup, time_steps)
 
 
@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     cfg, weights, x, y, batches = setup("digits")
-    makers = {"fastgrad": fastgrad_step, "seed-003 tape": seed_tape_step,
+    makers = {"fastgrad": fastgrad_step, "naive tape": naive_tape_step,
               "numpy by hand": numpy_by_hand_step}
     check_same_losses({k: m(cfg, weights, np.float64) for k, m in makers.items()}, x, y, batches)
     times = time_steps({k: m(cfg, weights, np.float64) for k, m in makers.items()}, x, y, batches,
@@ -71,10 +71,10 @@ def main():
     best = {k: min(v) for k, v in times.items()}
     print(f"digits MLP 64-128-10, batch 256, float64, BLAS threads: {args.threads or 'default'}; "
           f"µs per step, best of {args.repeats}")
-    print("| step | µs | seed-003 tape / step |")
+    print("| step | µs | naive tape / step |")
     print("|---|---|---|")
     for k, t in best.items():
-        print(f"| {k} | {t:.1f} | {best['seed-003 tape'] / t:.2f}x |")
+        print(f"| {k} | {t:.1f} | {best['naive tape'] / t:.2f}x |")
 
 
 if __name__ == "__main__":

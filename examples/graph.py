@@ -1,10 +1,10 @@
-"""Seed 001's neuron, back-propagated and drawn with fastgrad.draw_dot.
+"""A tanh neuron, back-propagated and drawn with fastgrad.draw_dot.
 
 o = tanh(x1*w1 + x2*w2 + b) with x1 = 2, x2 = 0, w1 = -3, w2 = 1 and b = 6.8813735870195432
 (chosen so that n = 0.8814 and do/dn = 0.5). Prints every Value's data and grad, then draws
 the graph: an SVG when Graphviz's `dot` program is installed, otherwise the DOT source (the
 graphviz Python package is `pip install "fastgrad[viz]"`). With --tanh-from-exp, o is built
-as (e - 1) / (e + 1) with e = exp(2n), as in the seed's exercise: same grads, more nodes.
+as (e - 1) / (e + 1) with e = exp(2n), as the micrograd lecture's exercise does: same grads, more nodes.
 
     python examples/graph.py [--out neuron] [--tanh-from-exp]
 """
@@ -61,7 +61,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="neuron", help="output path without extension")
     parser.add_argument("--tanh-from-exp", action="store_true",
-                        help="build tanh from exp, as in the seed's exercise")
+                        help="build tanh from exp (same grads, more nodes)")
     args = parser.parse_args()
     o, values = neuron(args.tanh_from_exp)
     for v in values:

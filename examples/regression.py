@@ -1,7 +1,7 @@
-"""Seed 003's regression problem on fastgrad tensors.
+"""A 1-D regression problem on fastgrad tensors: an MLP 1-128-128-1 fits a noisy chirp.
 
 Fit y = cos(2x + 20x^2) + noise with an MLP 1-128-128-1 (ReLU), minibatch SGD (batch 8,
-lr 1e-4, the seed's initialisation), then save a plot of the data and the fit
+lr 1e-4, large initial weights), then save a plot of the data and the fit
 (matplotlib: `pip install "fastgrad[examples]"`; without it the plot is skipped).
 
     python examples/regression.py [--steps 10000] [--out regression.png]
@@ -22,8 +22,8 @@ def gen_data(rng, n):
     return x, y
 
 
-def seed_init(model, rng):
-    """Seed 003's initialisation (large weights suit its small learning rate)."""
+def large_init(model, rng):
+    """Large initial weights (they suit the small learning rate)."""
     first, hidden, last = model[0], model[2], model[4]
     first.weight.data[...] = np.sign(rng.standard_normal(first.weight.shape))
     first.bias.data[...] = 2 * rng.random(first.bias.shape) - 1
@@ -47,7 +47,7 @@ def main():
     x_test, y_test = gen_data(rng, 256)
     model = nn.Sequential(nn.Linear(1, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                           nn.Linear(128, 1))
-    seed_init(model, rng)
+    large_init(model, rng)
     opt = optim.SGD(model.parameters(), lr=args.lr)
 
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Drawing computation graphs with graphviz (seed 001's ``draw_dot``).
+"""Drawing computation graphs with graphviz (micrograd's ``draw_dot``).
 
 graphviz is an optional extra: ``pip install fastgrad[viz]`` installs the Python package;
 rendering to SVG/PNG also needs Graphviz's ``dot`` program (the DOT source is available
@@ -36,7 +36,7 @@ the parent uses the child.
     stack = [root]
     while stack:
         node = stack.pop()
-        # once per distinct child (x * x draws one edge, as seed 001 does); sorted for a
+        # once per distinct child (x * x draws one edge, as micrograd's draw_dot does); sorted for a
         # deterministic drawing where the reference engine gives an order
         children = {id(c): c for c in node._prev}
         for child in sorted(children.values(), key=_order_key):
@@ -67,7 +67,7 @@ def draw_dot(root, format='svg', rankdir='LR'):
 
     Values: one record node per Value, ``{ label | data 2.0000 | grad 1.0000 }``, and one
     node per op (``+``, ``*``, ``tanh``, ...) pointing at the Value it produced, with each
-    input's edge going into that op node, as seed 001 draws it. Tensors: the record shows the
+    input's edge going into that op node, as micrograd draws it. Tensors: the record shows the
     shape, dtype and whether a gradient is stored, the op node the op's name; only inputs that
     require grad are recorded on the tape, so only they appear.
 

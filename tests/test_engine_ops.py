@@ -97,7 +97,7 @@ def test_relu_gradient_at_zero_is_zero_as_in_micrograd():
 
 @pytest.mark.parametrize("V", [Value, RefValue], ids=["compiled", "reference"])
 def test_max_and_min_send_the_gradient_to_the_chosen_operand_and_to_the_first_on_a_tie(V):
-    # seed 002's Max: the gradient flows only to the operand whose value was taken
+    # a Max op: the gradient flows only to the operand whose value was taken
     a, b = V(1.0), V(2.0)
     a.max(b).backward()
     assert (a.grad, b.grad) == (0.0, 1.0)
@@ -117,7 +117,7 @@ def test_max_and_min_send_the_gradient_to_the_chosen_operand_and_to_the_first_on
 
 
 def test_tanh_built_from_exp_equals_tanh():
-    # seed 001's exercise: tanh(n) = (e**2n - 1) / (e**2n + 1), written with exp, -, /
+    # an exercise: tanh(n) = (e**2n - 1) / (e**2n + 1), written with exp, -, /
     for x in (-2.1, -0.3, 0.0, 0.8813735870195432, 1.7):
         n1 = Value(x)
         e = (2 * n1).exp()

@@ -79,7 +79,7 @@ def test_op_matches_torch(name):
 # PyTorch divides where micrograd multiplies by a reciprocal, so compare on well-conditioned
 # inputs: no magnitudes where the two formulas' rounding dominates the result.
 moderate = st.floats(min_value=-3.0, max_value=3.0).filter(lambda x: abs(x) >= 1e-2)
-# PyTorch splits a max/min tie's gradient between the operands (seed 002 and fastgrad give it
+# PyTorch splits a max/min tie's gradient between the operands (a Max op and fastgrad give it
 # to the first), and relu(x).max(relu(y)) ties often: those two are compared in the op table.
 instruction = instructions(moderate, [op for op in UNARY + BINARY + WITH_NUMBER if op not in ("max", "min")])
 

@@ -15,7 +15,7 @@ from test_engine_random_graphs import build, finite, instruction, magnitude
 from test_tensor_hypothesis import build_chain, shapes
 
 
-def test_seed_000_polynomial():
+def test_polynomial():
     # p(d, x, y) = x (x + y + d) + y^2 at (2, 3): dp/dx = 9, dp/dy = 8
     d, x, y = Value(2.0), Value(2.0), Value(3.0)
     p = x * (x + y + d) + y * y

@@ -1,4 +1,4 @@
-"""draw_dot: seed 001's drawing of Value graphs, and of tensor graphs."""
+"""draw_dot: micrograd-style drawings of Value graphs, and of tensor graphs."""
 
 import re
 import shutil
@@ -18,8 +18,8 @@ pytest.importorskip("graphviz", reason="graphviz not installed (pip install fast
 HAVE_DOT = shutil.which("dot") is not None
 
 
-def seed_001_neuron():
-    """Seed 001's neuron: o = tanh(x1*w1 + x2*w2 + b), back-propagated."""
+def tanh_neuron():
+    """A neuron o = tanh(x1*w1 + x2*w2 + b), back-propagated."""
     x1 = Value(2.0, label='x1')
     x2 = Value(0.0, label='x2')
     w1 = Value(-3.0, label='w1')
@@ -38,8 +38,8 @@ def records(source):
     return re.findall(r'label="(\{[^"]*\})" shape=record', source)
 
 
-def test_seed_001_neuron_source():
-    o, keep = seed_001_neuron()
+def test_tanh_neuron_source():
+    o, keep = tanh_neuron()
     dot = draw_dot(o)
     assert dot.format == 'svg'
     assert 'rankdir=LR' in dot.source
@@ -60,8 +60,8 @@ def test_seed_001_neuron_source():
 
 
 @pytest.mark.skipif(not HAVE_DOT, reason="Graphviz's dot program not installed")
-def test_seed_001_neuron_renders_to_svg():
-    o, keep = seed_001_neuron()
+def test_tanh_neuron_renders_to_svg():
+    o, keep = tanh_neuron()
     svg = draw_dot(o).pipe(format='svg').decode()
     assert svg.lstrip().startswith('<?xml') and '<svg' in svg
     for text in ['x1', 'data 2.0000', 'grad &#45;1.5000', 'tanh', 'data 0.7071']:
@@ -99,7 +99,7 @@ def test_shared_child_is_drawn_once():
     x = Value(3.0, label='x')
     y = x * x
     assert len(records(draw_dot(y).source)) == 2
-    assert len(re.findall(r' -> ', draw_dot(y).source)) == 2  # op -> y, x -> op (once, as in seed 001)
+    assert len(re.findall(r' -> ', draw_dot(y).source)) == 2  # op -> y, x -> op (once, as micrograd draws it)
     t = fastgrad.Tensor(np.ones(2), requires_grad=True)
     assert len(re.findall(r' -> ', draw_dot(t * t).source)) == 2
 

@@ -77,6 +77,8 @@ _creation_counter = itertools.count()
 class _NoDerivative:
     """A number, or a node built as Value(data, _children, _op): no derivative flows through."""
 
+    symbol = ''  # how Value._op spells it
+
     @staticmethod
     def backward(out):
         pass
@@ -88,6 +90,8 @@ class _NoDerivative:
 
 class _Add:
     """a + b"""
+
+    symbol = '+'  # how Value._op spells it
 
     @staticmethod
     def value(x, y, aux=None):
@@ -106,6 +110,8 @@ class _Add:
 
 class _Mul:
     """a * b"""
+
+    symbol = '*'  # how Value._op spells it
 
     @staticmethod
     def value(x, y, aux=None):
@@ -126,6 +132,8 @@ class _Mul:
 class _PowConst:
     """a ** aux, aux a number"""
 
+    symbol = '**'  # how Value._op spells it
+
     @staticmethod
     def value(x, y, aux):
         return _checked_pow(x, aux)
@@ -145,6 +153,8 @@ class _PowConst:
 
 class _Pow:
     """a ** b, both Values; no derivative in b where a < 0 (NaN) or a == 0 (none)"""
+
+    symbol = '**'  # how Value._op spells it
 
     @staticmethod
     def value(x, y, aux=None):
@@ -175,6 +185,8 @@ class _Pow:
 class _Relu:
     """max(a, 0); derivative 0 at 0"""
 
+    symbol = 'ReLU'  # how Value._op spells it
+
     @staticmethod
     def value(x, y=None, aux=None):
         return 0.0 if x < 0.0 else x
@@ -192,6 +204,8 @@ class _Relu:
 class _Tanh:
     """tanh(a)"""
 
+    symbol = 'tanh'  # how Value._op spells it
+
     @staticmethod
     def value(x, y=None, aux=None):
         return math.tanh(x)
@@ -208,6 +222,8 @@ class _Tanh:
 
 class _Exp:
     """e ** a"""
+
+    symbol = 'exp'  # how Value._op spells it
 
     @staticmethod
     def value(x, y=None, aux=None):
@@ -229,6 +245,8 @@ class _Exp:
 class _Log:
     """log(a), a > 0"""
 
+    symbol = 'log'  # how Value._op spells it
+
     @staticmethod
     def value(x, y=None, aux=None):
         if not x > 0.0 and not math.isnan(x):
@@ -249,6 +267,8 @@ class _Log:
 class _Sigmoid:
     """1 / (1 + e ** -a)"""
 
+    symbol = 'sigmoid'  # how Value._op spells it
+
     @staticmethod
     def value(x, y=None, aux=None):
         return _sigmoid(x)
@@ -265,6 +285,8 @@ class _Sigmoid:
 
 class _Max:
     """a if a >= b else b; the derivative follows the chosen operand (a on a tie)"""
+
+    symbol = 'max'  # how Value._op spells it
 
     @staticmethod
     def value(x, y, aux=None):
@@ -287,6 +309,8 @@ class _Max:
 class _Min:
     """a if a <= b else b; the derivative follows the chosen operand (a on a tie)"""
 
+    symbol = 'min'  # how Value._op spells it
+
     @staticmethod
     def value(x, y, aux=None):
         return y if y < x else x
@@ -307,6 +331,8 @@ class _Min:
 
 class _Abs:
     """|a|; derivative sign(a), 0 at 0"""
+
+    symbol = 'abs'  # how Value._op spells it
 
     @staticmethod
     def value(x, y=None, aux=None):
@@ -363,11 +389,11 @@ class Value:
         self._rule.backward(self)
 
     @staticmethod
-    def _node(rule, children, op, aux=None):
+    def _node(rule, children, op=None, aux=None):
         """A node of op class `rule`, its value computed from the children's."""
         x = children[0].data
         y = children[1].data if len(children) > 1 else None
-        out = Value(rule.value(x, y, aux), children, op)
+        out = Value(rule.value(x, y, aux), children, rule.symbol if op is None else op)
         out._rule = rule
         return out
 
@@ -377,7 +403,7 @@ class Value:
             if x is None:
                 return NotImplemented
             other = Value(x)
-        return Value._node(_Add, (self, other), '+')
+        return Value._node(_Add, (self, other))
 
     def __mul__(self, other):
         if not isinstance(other, Value):
@@ -385,13 +411,13 @@ class Value:
             if x is None:
                 return NotImplemented
             other = Value(x)
-        return Value._node(_Mul, (self, other), '*')
+        return Value._node(_Mul, (self, other))
 
     def __pow__(self, other, modulo=None):
         if modulo is not None:
             return NotImplemented
         if isinstance(other, Value):
-            return Value._node(_Pow, (self, other), '**')
+            return Value._node(_Pow, (self, other))
         y = _as_number(other)
         if y is None:
             return NotImplemented
@@ -439,36 +465,36 @@ class Value:
         return self ** -1 * other
 
     def relu(self):
-        return Value._node(_Relu, (self,), 'ReLU')
+        return Value._node(_Relu, (self,))
 
     def tanh(self):
-        return Value._node(_Tanh, (self,), 'tanh')
+        return Value._node(_Tanh, (self,))
 
     def exp(self):
-        return Value._node(_Exp, (self,), 'exp')
+        return Value._node(_Exp, (self,))
 
     def log(self):
-        return Value._node(_Log, (self,), 'log')
+        return Value._node(_Log, (self,))
 
     def sigmoid(self):
-        return Value._node(_Sigmoid, (self,), 'sigmoid')
+        return Value._node(_Sigmoid, (self,))
 
-    def _extremum(self, other, rule, op):
+    def _extremum(self, other, rule):
         if not isinstance(other, Value):
             x = _as_number(other)
             if x is None:
-                raise TypeError(f"{op}() needs a Value or a real number, not {type(other).__name__}")
+                raise TypeError(f"{rule.symbol}() needs a Value or a real number, not {type(other).__name__}")
             other = Value(x)
-        return Value._node(rule, (self, other), op)
+        return Value._node(rule, (self, other))
 
     def max(self, other):
-        return self._extremum(other, _Max, 'max')
+        return self._extremum(other, _Max)
 
     def min(self, other):
-        return self._extremum(other, _Min, 'min')
+        return self._extremum(other, _Min)
 
     def __abs__(self):
-        return Value._node(_Abs, (self,), 'abs')
+        return Value._node(_Abs, (self,))
 
     def backward(self):
         # a node is always created after its children: latest first is a topological order

@@ -64,6 +64,7 @@ cdef dict _op_names = {}
 # How `_op` spells each op code, as micrograd writes it (SOP_POW_CONST adds its exponent).
 cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid',
                             'max', 'min', 'abs')
+OP_SYMBOLS = _OP_SYMBOLS  # the same, for Python (a test checks it against the op enum)
 
 A.size = 0
 A.capacity = 0
@@ -694,7 +695,7 @@ cdef class Value:
         return _unary(self, SOP_SIGMOID)
 
     def max(self, other):
-        """The larger of self and other (seed 002's Max); the gradient goes to the larger one.
+        """The larger of self and other (a Max op); the gradient goes to the larger one.
 
         On a tie it goes to self, as Python's max(self, other) returns its first argument.
         """

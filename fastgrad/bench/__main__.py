@@ -1,7 +1,7 @@
 """``python -m fastgrad.bench``: fastgrad against its reference engines, micrograd and PyTorch.
 
 Runs the scalar workloads (fastgrad's Value, the pure-Python reference engine, micrograd) and
-the tensor workloads (fastgrad's Tensor, a pure-Python numpy tape in seed 003's style, PyTorch
+the tensor workloads (fastgrad's Tensor, a naive pure-Python numpy tape, PyTorch
 CPU), each in a fresh interpreter, and prints one table: median (min-max) over repeats, and each
 engine's median divided by fastgrad's. micrograd and PyTorch are included when installed.
 
@@ -23,7 +23,7 @@ from fastgrad.bench.common import fmt, machine, progress, run_worker, summarize
 
 COLUMNS = ["fastgrad", "reference", "micrograd", "torch"]
 TENSOR_ROWS = [
-    ("regression", "tensor: seed-003 MLP 1-128-128-1, batch 8"),
+    ("regression", "tensor: regression MLP 1-128-128-1, batch 8"),
     ("digits", "tensor: digits MLP 64-128-10, batch 256"),
 ]
 
@@ -123,7 +123,7 @@ def header(report: dict[str, Any]) -> str:
             f"tensor threads: {m['threads']}; "
             + ", ".join(versions) + "\n"
             "median (min–max) over repeats; ratio = other engine's median / fastgrad's median; "
-            "reference = pure-Python engine (scalar) or seed 003's numpy tape (tensor)")
+            "reference = pure-Python engine (scalar) or the naive numpy tape (tensor)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,17 @@
-"""The reference of the tensor benchmarks: a pure-Python numpy tape in the style of seed 003.
+"""The reference of the tensor benchmarks: a pure-Python numpy tape, the
+plain way to write tensor autograd in Python.
 
 Every op creates a node holding its value, its parents and a backward closure, numbered in
 creation order; backward() collects the nodes reachable from the loss, walks them from the
 newest to the oldest and runs each closure, which adds into its parents' gradient arrays
-(un-broadcasting like seed 003's `unbroadcast`).
+(un-broadcasting the contribution to the parent's shape).
 
 Two variants of the sweep, both timed by the benchmark:
-  * `backward(seed_style=True)`: seed 003's memory model, a zeroed gradient buffer for every
+  * `backward(naive=True)`: the naive memory model, a zeroed gradient buffer for every
     reachable node (inputs and constants too) that the closures add into in place;
   * `backward()`: a tuned version of the same design, buffers created by the first
-    contribution. Both use a set for reachability (seed 003's `d not in frontier` list search
-    is quadratic; that is not what we want to measure).
+    contribution. Both use a set for reachability (a list search, `d not in frontier`, would be
+    quadratic; that is not what we want to measure).
 """
 
 import itertools
@@ -45,7 +46,7 @@ class NTensor:
         if self.grad is None:
             self.grad = g
         elif self.owned:
-            self.grad += g      # seed style: into the node's own zeroed buffer
+            self.grad += g      # naive: into the node's own zeroed buffer
         else:
             self.grad = self.grad + g   # g may be shared (an add passes its grad to both sides)
 
@@ -98,7 +99,7 @@ class NTensor:
             self._acc(t.grad * p / n)
         return NTensor(loss, (self,), back)
 
-    def backward(self, seed_style=False):
+    def backward(self, naive=False):
         nodes, stack, seen = [], [self], {id(self)}
         while stack:
             node = stack.pop()
@@ -109,8 +110,8 @@ class NTensor:
                     stack.append(p)
         nodes.sort(key=lambda t: -t.order)
         for node in nodes:
-            node.owned = seed_style
-            if seed_style:
+            node.owned = naive
+            if naive:
                 node.grad = np.zeros_like(node.value)
             elif node.parents:
                 node.grad = None

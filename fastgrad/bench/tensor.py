@@ -1,7 +1,7 @@
 """Tensor workloads: a training step of fastgrad's Tensor, a pure-Python numpy tape and PyTorch.
 
 Two models, both started from the same weights in every framework:
-  * seed 003's regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
+  * the regression MLP 1-128-128-1 (ReLU, MSE, SGD lr 1e-4), batch 8
   * the digits MLP 64-128-10 (ReLU, cross-entropy, Adam lr 1e-3), batch 256
 A step is: build the batch tensor, forward, loss, zero_grad, backward, optimizer step.
 """
@@ -89,8 +89,8 @@ def fastgrad_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarra
 
 
 def numpy_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
-                    dtype: Any, seed_style: bool = False) -> Step:
-    """A training step on the pure-Python numpy tape (tuned, or seed 003's with seed_style)."""
+                    dtype: Any, naive: bool = False) -> Step:
+    """A training step on the pure-Python numpy tape (tuned, or the naive one)."""
     layers = [NLinear(w.astype(dtype), b.astype(dtype)) for w, b in weights]
     params = [p for lin in layers for p in (lin.weight, lin.bias)]
     adam = NAdam(params, lr=cfg["lr"]) if cfg["opt"] == "adam" else None
@@ -102,7 +102,7 @@ def numpy_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndar
             if i != len(layers) - 1:
                 h = h.relu()
         loss = h.mse(yb) if cfg["loss"] == "mse" else h.cross_entropy(yb)
-        loss.backward(seed_style=seed_style)
+        loss.backward(naive=naive)
         if adam is None:
             sgd_step(params, cfg["lr"])
         else:
@@ -111,10 +111,10 @@ def numpy_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndar
     return step
 
 
-def seed_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
-                   dtype: Any) -> Step:
-    """Seed 003's algorithm: a zeroed gradient buffer for every node, data included."""
-    return numpy_tape_step(cfg, weights, dtype, seed_style=True)
+def naive_tape_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
+                    dtype: Any) -> Step:
+    """The naive numpy tape: a zeroed gradient buffer for every node, data included."""
+    return numpy_tape_step(cfg, weights, dtype, naive=True)
 
 
 def torch_step(cfg: dict[str, Any], weights: list[tuple[np.ndarray, np.ndarray]],
@@ -200,7 +200,7 @@ def worker(name: str, quick: bool, threads: int = 0) -> dict[str, Any]:
     threads > 0 sets torch's threads (numpy's BLAS threads are set by the environment)."""
     cfg, weights, x, y, batches = setup(name)
     makers: dict[str, Callable[..., Step]] = {"fastgrad": fastgrad_step,
-                                              "reference": seed_tape_step}
+                                              "reference": naive_tape_step}
     torch = load_torch()
     if torch is not None:
         if threads > 0:

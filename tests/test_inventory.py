@@ -1,0 +1,94 @@
+"""The op inventories agree: each engine's op enum, its rules, its op names, the reference
+engine and the tests' op tables list the same ops (as cytoolz checks its compiled twin against
+toolz). A new op missing from any of them fails here, naming the place."""
+
+import os
+import re
+
+import pytest
+
+import fastgrad
+from conftest import COMPILED, RefValue, Value
+from fastgrad._scalar import reference
+from test_engine_ops import OPS
+
+PACKAGE = os.path.dirname(fastgrad.__file__)
+# Ops that are not computations: a free slot, a leaf, a node built by the user.
+NOT_COMPUTED = {"FREE", "LEAF", "OPAQUE"}
+
+
+def read(*path):
+    with open(os.path.join(PACKAGE, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def enum_names(source, prefix):
+    """The names of the first `cdef enum:` whose members start with prefix, in code order."""
+    for block in re.findall(r"cdef enum:\n((?:    .*\n)+)", source):
+        names = re.findall(rf"^    {prefix}(\w+)", block, flags=re.M)
+        if names:
+            return [n for n in names if n != "COUNT"]
+    raise AssertionError(f"no enum of {prefix}* found")
+
+
+def function_body(source, name):
+    """The text of a cdef function in a .pxd, up to the next top-level definition."""
+    match = re.search(rf"^cdef [^\n]*\b{name}\(.*?(?=^cdef |\Z)", source, flags=re.M | re.S)
+    assert match, f"{name} not found"
+    return match.group(0)
+
+
+SCALAR_OPS = enum_names(read("_scalar", "arena.pxd"), "SOP_")
+
+
+def test_scalar_enum_is_what_the_reference_engine_implements():
+    assert SCALAR_OPS[:3] == ["FREE", "LEAF", "OPAQUE"]
+    assert set(reference.RULES) == set(SCALAR_OPS) - {"FREE"}, "reference.RULES vs arena.pxd"
+
+
+@pytest.mark.parametrize("rule", ["value_rule", "backward_rule", "tangent_rule"])
+def test_every_computed_op_has_each_compiled_rule(rule):
+    body = function_body(read("_scalar", "rules.pxd"), rule)
+    missing = [op for op in SCALAR_OPS if op not in NOT_COMPUTED and f"SOP_{op}" not in body]
+    assert not missing, f"rules.pxd {rule} lacks {missing}"
+
+
+def test_every_computed_op_has_each_reference_rule():
+    for name, rule in reference.RULES.items():
+        for method in ("backward", "tangent", "symbol") + (() if name in NOT_COMPUTED
+                                                           else ("value",)):
+            assert hasattr(rule, method), f"reference op {name} lacks {method}"
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled engine's op names (FASTGRAD_ENGINE=pure)")
+def test_compiled_op_symbols_match_the_reference_engine():
+    from fastgrad._scalar.value import OP_SYMBOLS
+    assert len(OP_SYMBOLS) == len(SCALAR_OPS), "value.pyx OP_SYMBOLS vs arena.pxd"
+    for code, name in enumerate(SCALAR_OPS):
+        if name in reference.RULES:
+            assert OP_SYMBOLS[code] == reference.RULES[name].symbol, name
+
+
+def test_compiled_value_has_every_public_name_of_the_reference():
+    def names(cls):
+        return {n for n in dir(cls) if not n.startswith("__") or n in OPERATORS}
+
+    OPERATORS = {"__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+                 "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__abs__"}
+    assert names(RefValue) - {"_rule", "_children", "_exponent", "_created", "_node",
+                              "_extremum"} <= names(Value) | {"_backward"}
+    assert {"data", "grad", "_prev", "_op", "label", "backward"} <= names(Value)
+
+
+def test_the_op_tests_exercise_every_op():
+    """tests/test_engine_ops.py's table builds a node of every op (on the reference engine)."""
+    used = set()
+    for arity, fn, points in OPS.values():
+        point = points[0] if arity == 2 else (points[0],)
+        stack = [fn(*[RefValue(x) for x in point])]
+        while stack:
+            node = stack.pop()
+            used.add(node._rule)
+            stack.extend(node._children)
+    missing = [n for n, r in reference.RULES.items() if n not in NOT_COMPUTED and r not in used]
+    assert not missing, f"test_engine_ops.OPS builds no {missing}"
