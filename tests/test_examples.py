@@ -1,4 +1,5 @@
-"""The seeds' demos (examples/polynomial.py, graph.py, moons.py) run and print the seeds' numbers."""
+"""The scalar demos (examples/polynomial.py, graph.py, moons.py) run and print the expected
+numbers."""
 
 import os
 import re
