@@ -14,8 +14,9 @@
 # every number is converted and every slot read before topo_order(), and from topo_order() to
 # the end of the sweep nothing runs but C.
 from libc.stdint cimport int32_t, uint8_t
-from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.stdlib cimport qsort
 
+from fastgrad._memory cimport Scratch, capacity_for, resize_array
 from fastgrad._scalar.arena cimport *
 from fastgrad._scalar.rules cimport tangent_rule
 from fastgrad._scalar.value cimport A, Value, topo_order
@@ -65,22 +66,19 @@ cdef object _Real = numbers.Real
 
 # The tangent buffer, indexed by slot and sized to the arena's capacity, is kept between calls
 # (a fresh one per call would be page-faulted in again every time). Only the slots a sweep
-# reaches are written, and each is written before it is read, so it is never cleared. The GIL is held from topo_order() to the
-# end of a sweep, so no two sweeps share it.
+# reaches are written, and each is written before it is read, so it is never cleared. The GIL
+# is held from topo_order() to the end of a sweep, so no two sweeps share it.
 cdef double *_tan = NULL
 cdef size_t _tan_capacity = 0
 
 
 cdef double *_tangent_buffer(size_t n) except NULL:
+    """The buffer, holding at least n tangents (it follows the arena's size)."""
     global _tan, _tan_capacity
-    cdef double *p
-    # grows with the arena, and gives memory back when the arena has shrunk a lot
-    if n > _tan_capacity or (_tan_capacity > (1 << 16) and n < _tan_capacity // 4):
-        p = <double *>realloc(_tan, n * sizeof(double))
-        if p == NULL:
-            raise MemoryError("fastgrad: no memory for the tangent sweep")
-        _tan = p
-        _tan_capacity = n
+    cdef size_t cap = capacity_for(n, _tan_capacity)
+    if cap != _tan_capacity:
+        resize_array(<void **>&_tan, sizeof(double), cap, "the tangent sweep")
+        _tan_capacity = cap
     return _tan
 
 
@@ -116,22 +114,15 @@ def jvp(Value output not None, tangents):
         keys.append(key)
         numbers.append(_to_double(number, key))
     cdef Py_ssize_t k = len(keys), i
-    cdef Seed *seeds = <Seed *>malloc((k if k > 0 else 1) * sizeof(Seed))
-    if seeds == NULL:
-        raise MemoryError()
-    cdef double *tan
-    cdef int32_t n
-    cdef double result
-    try:
-        for i in range(k):
-            seeds[i].tangent = <double>numbers[i]
-        # ...then C only: slots are read here and stay put until the sweep ends.
-        for i in range(k):
-            seeds[i].slot = (<Value>keys[i]).slot
-        qsort(seeds, k, sizeof(Seed), _by_slot)
-        tan = _tangent_buffer(<size_t>A.capacity)  # slots are below capacity
-        n = topo_order(output.slot)
-        result = _sweep(n, A.order, tan, seeds, k)
-    finally:
-        free(seeds)
+    cdef Scratch seed_buffer = Scratch(k, sizeof(Seed))
+    cdef Seed *seeds = <Seed *>seed_buffer.p
+    for i in range(k):
+        seeds[i].tangent = <double>numbers[i]
+    cdef double *tan = _tangent_buffer(<size_t>A.capacity)  # slots are below capacity
+    # ...then C only: slots are read here and stay put until the sweep ends.
+    for i in range(k):
+        seeds[i].slot = (<Value>keys[i]).slot
+    qsort(seeds, k, sizeof(Seed), _by_slot)
+    cdef int32_t n = topo_order(output.slot)
+    cdef double result = _sweep(n, A.order, tan, seeds, k)
     return result

@@ -34,15 +34,12 @@ from libc.math cimport isfinite
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t
 from libc.string cimport memcmp, memcpy, memset
 
+from fastgrad._memory cimport PyGC_Disable, PyGC_Enable, Scratch
 from fastgrad._scalar.arena cimport *
 from fastgrad._scalar.rules cimport backward_rule, value_rule
 from fastgrad._scalar.value cimport A, Value, check_pow, check_unary, topo_order
 
 import numpy as np
-
-cdef extern from "Python.h":
-    int PyGC_Disable()
-    int PyGC_Enable()
 
 cdef enum:
     PROGRAM_MULADD = 100   # program-only: a + b * c (the sum of a node and a product used only there)
@@ -510,28 +507,20 @@ def record(output, inputs=None, params=None, outputs=None):
     return prog
 
 
-cdef class _Buffer:
-    """A scratch array of n int32 that frees itself."""
-    cdef int32_t *p
-
-    def __cinit__(self, Py_ssize_t n):
-        self.p = <int32_t *>PyMem_Malloc(<size_t>max(n, 1) * sizeof(int32_t))
-        if self.p == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        PyMem_Free(self.p)
-
-
 cdef int _record_into(Program prog, int32_t root, list in_values, list par_values,
                       list out_values) except -1:
     cdef int32_t n = topo_order(root)  # ascending slots into A.order
-    cdef _Buffer order_buf = _Buffer(n), pos_buf = _Buffer(A.size)
-    cdef _Buffer role_buf = _Buffer(n), new_buf = _Buffer(n)
-    cdef int32_t *order = order_buf.p   # topological position -> slot
-    cdef int32_t *pos = pos_buf.p       # slot -> topological position, -1 outside the graph
-    cdef int32_t *role = role_buf.p     # position -> 1 + parameter index, -1 - input index, 0
-    cdef int32_t *new = new_buf.p       # position -> index in the program
+    cdef Scratch order_buf = Scratch(n, sizeof(int32_t))
+    cdef Scratch pos_buf = Scratch(A.size, sizeof(int32_t))
+    cdef Scratch role_buf = Scratch(n, sizeof(int32_t))
+    cdef Scratch new_buf = Scratch(n, sizeof(int32_t))
+    # order: topological position -> slot; pos: slot -> topological position, -1 outside the
+    # graph; role: position -> 1 + parameter index, -1 - input index, or 0; new: position ->
+    # index in the program
+    cdef int32_t *order = <int32_t *>order_buf.p
+    cdef int32_t *pos = <int32_t *>pos_buf.p
+    cdef int32_t *role = <int32_t *>role_buf.p
+    cdef int32_t *new = <int32_t *>new_buf.p
     cdef int32_t i, s, k, n_params, n_leaves, next_leaf, next_op
     cdef int32_t n_inputs = <int32_t>len(in_values)
     memcpy(order, A.order, <size_t>n * sizeof(int32_t))
@@ -559,8 +548,8 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
             role[i] = 1 + k
     n_params = <int32_t>len(par_values)
     # The outputs' positions (their nodes must stay in the program).
-    cdef _Buffer out_buf = _Buffer(len(out_values))
-    cdef int32_t *out_pos = out_buf.p
+    cdef Scratch out_buf = Scratch(len(out_values), sizeof(int32_t))
+    cdef int32_t *out_pos = <int32_t *>out_buf.p
     for k in range(len(out_values)):
         s = (<Value>out_values[k]).slot
         if pos[s] < 0:

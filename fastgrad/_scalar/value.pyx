@@ -22,14 +22,14 @@
 cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.math cimport exp, floor, isfinite, isinf, log, pow
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
-from libc.stdlib cimport realloc
 from libc.string cimport memset
 
+from fastgrad._memory cimport (PyGC_Disable, PyGC_Enable, Scratch, capacity_for,
+                               resize_array)
 from fastgrad._scalar.arena cimport *
 from fastgrad._scalar.rules cimport backward_rule, value_rule
 
@@ -47,11 +47,6 @@ cdef extern from *:
     #endif
     """
     int fg_highest_bit(unsigned long long x) noexcept nogil
-
-cdef extern from "Python.h":
-    # Python >= 3.10: switch the cyclic collector off and on, returning its previous state.
-    int PyGC_Disable()
-    int PyGC_Enable()
 
 cdef object _Real = numbers.Real
 
@@ -73,23 +68,8 @@ A.capacity = 0
 # Arena storage
 
 
-cdef int _realloc_array(void **p, size_t item, size_t n) except -1:
-    cdef void *q = realloc(p[0], item * n)
-    if q == NULL:
-        raise MemoryError("fastgrad: cannot grow the scalar node arena")
-    p[0] = q
-    return 0
-
-
-# Arenas larger than this give memory back when a compaction finds them mostly dead.
-cdef long long _SHRINK_ABOVE = 1 << 16
-
-
-cdef int _resize(long long at_least) except -1:
-    """Resize every array to the smallest power-of-two capacity (from 1024) holding at_least."""
-    cdef long long cap = 1024
-    while cap < at_least:
-        cap *= 2
+cdef int _resize(long long at_least, long long cap) except -1:
+    """Resize every array to cap slots (as capacity_for sizes them), which hold at_least."""
     if cap > INT32_MAX - 64:
         cap = INT32_MAX - 64
         if cap < at_least:
@@ -102,16 +82,17 @@ cdef int _resize(long long at_least) except -1:
     # through is harmless as long as capacity is that minimum meanwhile.
     if cap < A.capacity:
         A.capacity = <int32_t>cap  # shrinking: everything in use already fits
-    _realloc_array(<void **>&A.op, sizeof(uint8_t), n)
-    _realloc_array(<void **>&A.flags, sizeof(uint8_t), n)
-    _realloc_array(<void **>&A.a, sizeof(int32_t), n)
-    _realloc_array(<void **>&A.b, sizeof(int32_t), n)
-    _realloc_array(<void **>&A.val, sizeof(double), n)
-    _realloc_array(<void **>&A.grad, sizeof(double), n)
-    _realloc_array(<void **>&A.aux, sizeof(double), n)
-    _realloc_array(<void **>&A.handle, sizeof(PyObject *), n)
-    _realloc_array(<void **>&A.order, sizeof(int32_t), n)
-    _realloc_array(<void **>&A.reach, sizeof(uint64_t), words)
+    cdef str what = "the scalar node arena"
+    resize_array(<void **>&A.op, sizeof(uint8_t), n, what)
+    resize_array(<void **>&A.flags, sizeof(uint8_t), n, what)
+    resize_array(<void **>&A.a, sizeof(int32_t), n, what)
+    resize_array(<void **>&A.b, sizeof(int32_t), n, what)
+    resize_array(<void **>&A.val, sizeof(double), n, what)
+    resize_array(<void **>&A.grad, sizeof(double), n, what)
+    resize_array(<void **>&A.aux, sizeof(double), n, what)
+    resize_array(<void **>&A.handle, sizeof(PyObject *), n, what)
+    resize_array(<void **>&A.order, sizeof(int32_t), n, what)
+    resize_array(<void **>&A.reach, sizeof(uint64_t), words, what)
     if words > old_words:
         memset(A.reach + old_words, 0, (words - old_words) * sizeof(uint64_t))
     A.capacity = <int32_t>cap
@@ -203,12 +184,12 @@ cdef int reserve(int32_t k) except -1:
     if A.size > 0:
         _compact()
         needed = <long long>A.size + k
-        if needed > A.capacity // 2:  # keep compactions rare: room for as many again
-            _resize(2 * needed)
-        elif A.capacity > _SHRINK_ABOVE and needed < A.capacity // 8:
-            _resize(max(2 * needed, <long long>_SHRINK_ABOVE))  # give back a big graph's memory
-    if <long long>A.size + k > A.capacity:
-        _resize(<long long>A.size + k)
+        # Room for as many again keeps compactions rare (each slot is scanned O(1) times on
+        # average); a big arena left mostly dead gives its memory back.
+        _resize(needed, <long long>capacity_for(<size_t>(2 * needed), <size_t>A.capacity))
+    needed = <long long>A.size + k
+    if needed > A.capacity:
+        _resize(needed, <long long>capacity_for(<size_t>needed, <size_t>A.capacity))
     return 0
 
 
@@ -818,19 +799,6 @@ cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
     return acc
 
 
-cdef class _Scratch:
-    """A scratch buffer of n items of itemsize bytes that frees itself."""
-    cdef void *p
-
-    def __cinit__(self, Py_ssize_t n, size_t itemsize):
-        self.p = PyMem_Malloc(max(n, 1) * itemsize)
-        if self.p == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        PyMem_Free(self.p)
-
-
 def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     """bias + w0*x0 + w1*x1 + ... built as micrograd's Neuron builds it, optionally relu'd.
 
@@ -849,7 +817,7 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
     _check_weights(ws, n)
-    cdef _Scratch numbers = _Scratch(n, sizeof(double))
+    cdef Scratch numbers = Scratch(n, sizeof(double))
     _check_inputs(xs, <double *>numbers.p)
     if n == 0 and not relu:
         return bias
@@ -889,7 +857,7 @@ def linear_layer(neurons, inputs, neuron_type=None):
     # Private, immutable copies of everything (see linear_combination).
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
-    cdef _Scratch numbers = _Scratch(n, sizeof(double))
+    cdef Scratch numbers = Scratch(n, sizeof(double))
     _check_inputs(xs, <double *>numbers.p)
     cdef list plan = []
     for neuron in ns:
@@ -984,8 +952,8 @@ def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list
     if n > INT32_MAX - 64:
         raise MemoryError("fastgrad: graph too large")
     # Convert everything first: after reserve() no Python code may run (it could use the room).
-    cdef _Scratch child_buffer = _Scratch(2 * n, sizeof(int32_t))
-    cdef _Scratch number_buffer = _Scratch(3 * n, sizeof(double))
+    cdef Scratch child_buffer = Scratch(2 * n, sizeof(int32_t))
+    cdef Scratch number_buffer = Scratch(3 * n, sizeof(double))
     cdef int32_t *children = <int32_t *>child_buffer.p
     cdef double *numbers = <double *>number_buffer.p
     used = bytearray(n)
