@@ -483,7 +483,8 @@ class Value:
         if not isinstance(other, Value):
             x = _as_number(other)
             if x is None:
-                raise TypeError(f"{rule.symbol}() needs a Value or a real number, not {type(other).__name__}")
+                raise TypeError(f"{rule.symbol}() needs a Value or a real number, "
+                                f"not {type(other).__name__}")
             other = Value(x)
         return Value._node(rule, (self, other))
 

@@ -56,7 +56,7 @@ cdef inline bint _checked(uint8_t op) noexcept nogil:
     return op == SOP_POW_CONST or op == SOP_POW or op == SOP_EXP or op == SOP_LOG
 
 
-cdef int32_t _run_forward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
+cdef int32_t _recompute_values(const uint8_t *op, const int32_t *ca, const int32_t *cb,
                           const int32_t *cc, const double *aux, double *val, int32_t start,
                           int32_t n) noexcept nogil:
     """Recompute nodes start..n-1; stop early at a node where a fresh build might raise."""
@@ -203,7 +203,7 @@ cdef class Program:
         cdef uint8_t op
         cdef double x
         while True:
-            i = _run_forward(self.op, self.ca, self.cb, self.cc, self.aux, self.val, i, self.n)
+            i = _recompute_values(self.op, self.ca, self.cb, self.cc, self.aux, self.val, i, self.n)
             if i == self.n:
                 break
             # A non-finite value where a fresh build may have raised: raise as it would.

@@ -119,7 +119,7 @@ cdef int32_t _mark_alive(int32_t *alive) noexcept nogil:
 
 cdef void _compact():
     """Slide the live nodes down over the dead ones, keeping their order; re-point handles."""
-    # While A.order is the forward map nothing may re-enter the arena: on Python < 3.12 any
+    # While A.order is the slot map nothing may re-enter the arena: on Python < 3.12 any
     # allocation can start the cyclic collector, whose finalizers could build Values.
     cdef int was_enabled = PyGC_Disable()
     try:
@@ -130,17 +130,17 @@ cdef void _compact():
 
 
 cdef void _slide_live_nodes():
-    cdef int32_t *forward = A.order  # old slot -> new slot (-1: dead)
+    cdef int32_t *new_slot = A.order  # old slot -> new slot (-1: dead)
     cdef int32_t s, t = 0, c
     cdef bint side_entries = False
-    _mark_alive(forward)
+    _mark_alive(new_slot)
     for s in range(A.size):
         if A.flags[s] & (FLAG_LABEL | FLAG_OP_NAME):
             side_entries = True
-        if not forward[s]:
-            forward[s] = -1
+        if not new_slot[s]:
+            new_slot[s] = -1
             continue
-        forward[s] = t
+        new_slot[s] = t
         if t != s:
             A.op[t] = A.op[s]
             A.flags[t] = A.flags[s]
@@ -152,9 +152,9 @@ cdef void _slide_live_nodes():
                 (<Value>A.handle[t]).slot = t
         # children sit below s, so their new places are already known
         c = A.a[s]
-        A.a[t] = forward[c] if c >= 0 else -1
+        A.a[t] = new_slot[c] if c >= 0 else -1
         c = A.b[s]
-        A.b[t] = forward[c] if c >= 0 else -1
+        A.b[t] = new_slot[c] if c >= 0 else -1
         t += 1
     cdef int32_t old_size = A.size
     A.size = t
@@ -162,16 +162,16 @@ cdef void _slide_live_nodes():
         A.op[s] = SOP_FREE
         A.handle[s] = NULL
     if side_entries:
-        _rekey(_labels, forward)
-        _rekey(_op_names, forward)
+        _rekey(_labels, new_slot)
+        _rekey(_op_names, new_slot)
 
 
-cdef void _rekey(dict table, int32_t *forward):
+cdef void _rekey(dict table, int32_t *new_slot):
     """Move the entries of live slots to their new slots; drop the dead slots' entries."""
     cdef dict moved = {}
     for k, v in table.items():
-        if forward[<int32_t>k] >= 0:
-            moved[forward[<int32_t>k]] = v
+        if new_slot[<int32_t>k] >= 0:
+            moved[new_slot[<int32_t>k]] = v
     table.clear()
     table.update(moved)
 
@@ -754,7 +754,7 @@ cdef void _make_leaf(int32_t s) noexcept:
 
 
 # ---------------------------------------------------------------------------------------------
-# A Neuron's (and a Layer's) forward in one call
+# A Neuron's (and a Layer's) output built in one call
 #
 # Everything is validated before anything is built, so a bad input leaves the tape untouched;
 # then one reserve() covers every node, and Values' slots are read only after it.

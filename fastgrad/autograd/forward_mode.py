@@ -2,7 +2,8 @@
 
 Reverse mode (``backward()``) gives the derivative of one output with respect to every input in
 one sweep. Forward mode gives the derivative of every node along one input direction in one
-sweep (forward accumulation): ``jvp(output, {x: 1.0})`` is d(output)/dx. Both run over the same recorded nodes; nothing is rebuilt.
+sweep (forward accumulation): ``jvp(output, {x: 1.0})`` is d(output)/dx. Both run over the
+same recorded nodes; nothing is rebuilt.
 
 For any direction, ``jvp(out, {v: d_v, ...})`` equals ``sum(v.grad * d_v)`` after
 ``out.backward()`` (with fresh grads), up to rounding.

@@ -31,8 +31,8 @@ class Linear(Module):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(Tensor(np.random.uniform(-bound, bound, (out_features, in_features)),
-                                       dtype=dtype))
+        weight = np.random.uniform(-bound, bound, (out_features, in_features))
+        self.weight = Parameter(Tensor(weight, dtype=dtype))
         if bias:
             self.bias = Parameter(Tensor(np.random.uniform(-bound, bound, (out_features,)),
                                          dtype=dtype))

@@ -2,7 +2,7 @@
 # temporaries (an Adam step is ~10 numpy calls per parameter), and one call per optimizer step
 # for all parameters, so the per-parameter Python overhead is small too.
 #
-# Same formulas, in the same order and precision, as the numpy fallback in fastgrad/optim/sgd.py and adam.py
+# Same formulas, in the same order and precision, as the numpy fallbacks in sgd.py and adam.py
 # (and PyTorch's single-tensor implementations): hyperparameters are rounded to the array's
 # dtype first, as numpy does with Python floats, and everything is computed in that dtype.
 # Compiled with -ffp-contract=off, so no fused multiply-adds change the rounding: results are
