@@ -389,12 +389,18 @@ class Value:
         self._rule.backward(self)
 
     @staticmethod
-    def _node(rule, children, op=None, aux=None):
-        """A node of op class `rule`, its value computed from the children's."""
-        x = children[0].data
-        y = children[1].data if len(children) > 1 else None
-        out = Value(rule.value(x, y, aux), children, rule.symbol if op is None else op)
+    def _node(rule, data, children, op=None):
+        """A node of op class `rule` over `children`, of value `data` (from rule.value)."""
+        # __init__'s attributes, set directly: data is already a float, children a tuple
+        out = object.__new__(Value)
+        out.data = data
+        out.grad = 0.0
+        out._children = children
+        out._op = rule.symbol if op is None else op
+        out.label = ''
         out._rule = rule
+        out._exponent = None
+        out._created = next(_creation_counter)
         return out
 
     def __add__(self, other):
@@ -403,7 +409,7 @@ class Value:
             if x is None:
                 return NotImplemented
             other = Value(x)
-        return Value._node(_Add, (self, other))
+        return Value._node(_Add, _Add.value(self.data, other.data), (self, other))
 
     def __mul__(self, other):
         if not isinstance(other, Value):
@@ -411,18 +417,18 @@ class Value:
             if x is None:
                 return NotImplemented
             other = Value(x)
-        return Value._node(_Mul, (self, other))
+        return Value._node(_Mul, _Mul.value(self.data, other.data), (self, other))
 
     def __pow__(self, other, modulo=None):
         if modulo is not None:
             return NotImplemented
         if isinstance(other, Value):
-            return Value._node(_Pow, (self, other))
+            return Value._node(_Pow, _Pow.value(self.data, other.data), (self, other))
         y = _as_number(other)
         if y is None:
             return NotImplemented
         spelled = int(other) if isinstance(other, numbers.Integral) else y
-        out = Value._node(_PowConst, (self,), f'**{spelled}', y)
+        out = Value._node(_PowConst, _PowConst.value(self.data, None, y), (self,), f'**{spelled}')
         out._exponent = y
         return out
 
@@ -465,19 +471,19 @@ class Value:
         return self ** -1 * other
 
     def relu(self):
-        return Value._node(_Relu, (self,))
+        return Value._node(_Relu, _Relu.value(self.data), (self,))
 
     def tanh(self):
-        return Value._node(_Tanh, (self,))
+        return Value._node(_Tanh, _Tanh.value(self.data), (self,))
 
     def exp(self):
-        return Value._node(_Exp, (self,))
+        return Value._node(_Exp, _Exp.value(self.data), (self,))
 
     def log(self):
-        return Value._node(_Log, (self,))
+        return Value._node(_Log, _Log.value(self.data), (self,))
 
     def sigmoid(self):
-        return Value._node(_Sigmoid, (self,))
+        return Value._node(_Sigmoid, _Sigmoid.value(self.data), (self,))
 
     def _extremum(self, other, rule):
         if not isinstance(other, Value):
@@ -486,7 +492,7 @@ class Value:
                 raise TypeError(f"{rule.symbol}() needs a Value or a real number, "
                                 f"not {type(other).__name__}")
             other = Value(x)
-        return Value._node(rule, (self, other))
+        return Value._node(rule, rule.value(self.data, other.data), (self, other))
 
     def max(self, other):
         return self._extremum(other, _Max)
@@ -495,7 +501,7 @@ class Value:
         return self._extremum(other, _Min)
 
     def __abs__(self):
-        return Value._node(_Abs, (self,))
+        return Value._node(_Abs, _Abs.value(self.data), (self,))
 
     def backward(self):
         # a node is always created after its children: latest first is a topological order

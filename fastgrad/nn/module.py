@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastgrad._tensor import Tensor
+from fastgrad.engine import Value
 
 __all__ = ["Module", "Parameter"]
 
@@ -254,7 +255,10 @@ class Module:
         """Reset every parameter's gradient: None for a Tensor (PyTorch's set_to_none), 0 for
         a Value (micrograd's ``p.grad = 0``)."""
         for p in self.parameters():
-            p.grad = None if isinstance(p, Tensor) else 0
+            if type(p) is Value:  # checked first: cheap, and what micrograd's models hold
+                p.grad = 0
+            else:
+                p.grad = None if isinstance(p, Tensor) else 0
 
     def train(self, mode: bool = True) -> Module:
         """Set ``training`` on this module and every submodule; returns the module."""

@@ -1,0 +1,67 @@
+"""Two builds of fastgrad timed in one run: ``python -m fastgrad.bench`` on each, interleaved.
+
+Each round runs the benchmark command once per build (in alternating order, so drifting machine
+load hits both alike) from that build's checkout, and the table gives, for every row and engine,
+the median over rounds of the other build's time divided by this build's (> 1: this build is
+faster), with the spread over rounds. A checkout needs its extensions built in place
+(``python setup.py build_ext --inplace``).
+
+    python benchmarks/compare_builds.py --base ../old-checkout            # full, 3 rounds
+    python benchmarks/compare_builds.py --base ../old-checkout --quick --rounds 5
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_bench(checkout, args):
+    """The JSON report of `python -m fastgrad.bench` run from checkout (its fastgrad first)."""
+    env = {**os.environ, "PYTHONPATH": checkout}
+    cmd = [sys.executable, "-m", "fastgrad.bench", "--json", "--no-progress", *args]
+    out = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def medians(report):
+    """(row label, engine) -> median time."""
+    return {(row["label"], engine): r["median"] for row in report["rows"]
+            for engine, r in row["results"].items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", required=True, help="the checkout to compare against")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="pass --quick to the benchmark")
+    parser.add_argument("--only", choices=["scalar", "tensor"])
+    args = parser.parse_args()
+    bench_args = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else [])
+    builds = {"this": HERE, "base": os.path.abspath(args.base)}
+    runs = {name: [] for name in builds}
+    for k in range(args.rounds):
+        order = list(builds) if k % 2 == 0 else list(reversed(builds))
+        for name in order:
+            runs[name].append(medians(run_bench(builds[name], bench_args)))
+            print(f"round {k + 1}/{args.rounds}: {name} done", file=sys.stderr)
+    print(f"base / this, median (min-max) over {args.rounds} interleaved rounds; > 1: this "
+          "build is faster")
+    print("| row | engine | this | base | base / this |")
+    print("|---|---|---|---|---|")
+    for key in runs["this"][0]:
+        if not all(key in r for r in runs["this"] + runs["base"]):
+            continue
+        ratios = [b[key] / t[key] for t, b in zip(runs["this"], runs["base"])]
+        this = statistics.median(r[key] for r in runs["this"])
+        base = statistics.median(r[key] for r in runs["base"])
+        print(f"| {key[0]} | {key[1]} | {this:.4g} | {base:.4g} | "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) |")
+
+
+if __name__ == "__main__":
+    main()
