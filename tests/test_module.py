@@ -109,7 +109,8 @@ def test_registration_follows_assignment():
     assert [n for n, _ in net.named_parameters()] == ["scale", "body.0.weight", "body.0.bias"]
     assert [n for n, _ in net.named_children()] == ["body"]
     assert [n for n, _ in net.named_modules()] == ["", "body", "body.0", "body.1"]
-    assert list(net.state_dict()) == ["scale", "body.0.weight", "body.0.bias", "running"]
+    # PyTorch's order: a module's parameters, its buffers, then its submodules'
+    assert list(net.state_dict()) == ["scale", "running", "body.0.weight", "body.0.bias"]
     assert net.running.shape == (2,) and [n for n, _ in net.named_buffers()] == ["running"]
     net.scale = nn.Parameter(Tensor([3.0]))         # reassigning keeps its place
     assert next(net.parameters()).data.tolist() == [3.0]
@@ -216,8 +217,10 @@ def test_a_custom_micrograd_module_zero_grad_uses_its_parameters():
 
 
 def test_parameter_is_a_tensor():
-    p = nn.Parameter(Tensor(np.ones((2, 2), np.float32)))
+    t = Tensor(np.ones((2, 2), np.float32))
+    p = nn.Parameter(t)
     assert isinstance(p, Tensor) and p.requires_grad and p.dtype == np.float32
+    assert np.shares_memory(p.data, t.data)             # as torch.nn.Parameter(t) does
     (p * 3).sum().backward()
     assert p.grad.tolist() == [[3.0, 3.0], [3.0, 3.0]]
     assert not nn.Parameter(Tensor([1.0]), requires_grad=False).requires_grad
@@ -230,3 +233,128 @@ def test_fastgrad_tensor_is_the_factory():
     t = fastgrad.tensor(data)
     data[0] = 5.0
     assert t.data.tolist() == [1.0, 2.0]           # a copy, as torch.tensor makes
+
+
+def test_reassigning_keeps_the_registration_order():
+    layer = nn.Linear(2, 3)
+    layer.weight = nn.Parameter(Tensor(np.zeros((3, 2))))
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    seq = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 1))
+    setattr(seq, "0", nn.Linear(1, 2))
+    assert list(seq.state_dict())[:2] == ["0.weight", "0.bias"]
+
+
+def test_shared_parameters_and_modules_keep_every_state_dict_key():
+    a, b = nn.Linear(1, 1), nn.Linear(1, 1)
+    b.weight = a.weight                               # tied weights
+    tied = nn.Sequential(a, b)
+    assert list(tied.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert len(list(tied.parameters())) == 3          # but trained once
+    twice = nn.Sequential(a, nn.ReLU(), a)
+    assert list(twice.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert [n for n, _ in twice.named_children()] == ["0", "1"]
+    twice.load_state_dict(twice.state_dict())         # strict: every key matches
+
+
+def test_pytorchs_registration_errors():
+    layer = nn.Linear(1, 1)
+    with pytest.raises(TypeError, match="Parameter or None"):
+        layer.weight = nn.Linear(1, 1)                # a Module where a Parameter is
+    m = nn.Module()
+    for bad in ["a.b", ""]:
+        with pytest.raises(KeyError):
+            m.register_parameter(bad, None)
+    with pytest.raises(KeyError, match="already exists"):
+        m.add_module("forward", nn.ReLU())
+    with pytest.raises(KeyError, match="already exists"):
+        layer.register_buffer("in_features", Tensor([1.0]))
+
+    class WithProperty(nn.Module):
+        @property
+        def w(self):
+            return 1
+
+    with pytest.raises(KeyError, match="already exists"):
+        WithProperty().w = nn.Parameter(Tensor([1.0]))
+
+
+def test_buffers_persistence_can_change():
+    m = nn.Module()
+    m.register_buffer("x", Tensor([1.0]), persistent=False)
+    assert list(m.state_dict()) == []
+    m.register_buffer("x", Tensor([2.0]))
+    assert list(m.state_dict()) == ["x"]
+    m.y = m.x                                          # plain attribute, the same tensor
+    m.register_buffer("z", m.x)
+    assert len(list(m.buffers())) == 1                 # a shared buffer once
+
+
+def test_train_calls_each_submodules_train():
+    calls = []
+
+    class Recorder(nn.Module):
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    model = nn.Sequential(Recorder(), nn.Sequential(Recorder()))
+    model.eval()
+    assert calls == [False, False]
+
+
+def test_super_init_called_late_keeps_what_was_registered():
+    class Late(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(Tensor([1.0]))
+            super().__init__()
+
+    assert list(Late().state_dict()) == ["w"]
+
+
+def test_containers_slice_and_append():
+    seq = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1))
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is seq[0]
+    assert seq[-1] is seq[2]
+    seq.append(nn.Tanh())
+    assert len(seq) == 4 and isinstance(seq[3], nn.Tanh)
+    heads = nn.ModuleList([nn.Linear(1, 1), nn.Linear(1, 1)])
+    assert isinstance(heads[1:], nn.ModuleList) and len(heads[1:]) == 1
+    with pytest.raises(IndexError):
+        seq[7]
+
+
+def test_repr_and_load_result_as_pytorch_prints_them():
+    class Opt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(1, 1)
+            self.proj = None
+
+    assert repr(Opt()) == "Opt(\n  (proj): None\n)"
+    layer = nn.Linear(2, 1)
+    assert repr(layer.load_state_dict(layer.state_dict())) == "<All keys matched successfully>"
+
+
+def test_pytorch_agrees_on_names_and_order():
+    torch = pytest.importorskip("torch")
+
+    def build(lib, parameter, tensor):
+        class Block(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = parameter(tensor(np.ones(2)))
+                self.register_buffer("mean", tensor(np.zeros(2)))
+                self.inner = lib.Sequential(lib.Linear(2, 2), lib.Tanh(), lib.Linear(2, 2))
+                self.scale = parameter(tensor(np.ones(2)))   # reassigned: keeps its place
+
+        model = lib.Sequential(Block(), lib.ReLU(), Block())
+        model[0].inner[2].weight = model[2].inner[0].weight  # tied across blocks
+        return model
+
+    ours = build(nn, nn.Parameter, lambda a: Tensor(a))
+    theirs = build(torch.nn, torch.nn.Parameter, lambda a: torch.tensor(a))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]

@@ -49,16 +49,38 @@ class Linear(Module):
 
 
 class _Container(Module):
-    """Indexing, length and iteration over the registered submodules, in order."""
+    """Indexing (a slice gives a container of the same kind), length, iteration, append and
+    extend over the registered submodules, in order."""
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
+    def __getitem__(self, index: int | slice) -> Any:
+        items = list(self._modules.items())
+        if not isinstance(index, slice):
+            return items[index][1]
+        part = type(self).__new__(type(self))
+        Module.__init__(part)
+        for name, module in items[index]:
+            part.add_module(self._name_in_slice(name, len(part)), module)
+        return part
+
+    def _name_in_slice(self, name: str, position: int) -> str:
+        return name  # Sequential keeps its modules' names in a slice, as PyTorch does
 
     def __len__(self) -> int:
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+    def append(self, module: Module) -> Any:
+        """Add a module at the end; returns the container."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Any:
+        """Add modules at the end; returns the container."""
+        for m in modules:
+            self.append(m)
+        return self
 
 
 class Sequential(_Container):
@@ -73,8 +95,7 @@ class Sequential(_Container):
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        self.extend(modules)
 
     def forward(self, x: Any) -> Any:
         """Each module applied to the previous one's output."""
@@ -97,16 +118,8 @@ class ModuleList(_Container):
         if modules is not None:
             self.extend(modules)
 
-    def append(self, module: Module) -> ModuleList:
-        """Add a module at the end; returns the list."""
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        """Add modules at the end; returns the list."""
-        for m in modules:
-            self.append(m)
-        return self
+    def _name_in_slice(self, name: str, position: int) -> str:
+        return str(position)  # a ModuleList's slice is numbered from 0, as PyTorch does
 
 
 class ReLU(Module):

@@ -19,7 +19,16 @@ from fastgrad.nn.module import Module
 __all__ = ["Neuron", "Layer", "MLP"]
 
 
-class Neuron(Module):
+class _MicrogradModule(Module):
+    """micrograd's Module on fastgrad's: its parameters are Values, zeroed as micrograd does
+    (no check of each parameter's type, which Module.zero_grad makes)."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            p.grad = 0
+
+
+class Neuron(_MicrogradModule):
     """``relu(b + w0*x0 + w1*x1 + ...)`` (no relu with ``nonlin=False``); the weights are drawn
     from ``random.uniform(-1, 1)`` and the bias starts at 0, as in micrograd.
 
@@ -43,7 +52,8 @@ class Neuron(Module):
         """The weights, then the bias (a list, as in micrograd)."""
         return self.w + [self.b]
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True):
         """("w.0", w0), ("w.1", w1), ..., ("b", b), after ``prefix.``."""
         dot = prefix + "." if prefix else ""
         for i, w in enumerate(self.w):
@@ -54,7 +64,7 @@ class Neuron(Module):
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
 
 
-class Layer(Module):
+class Layer(_MicrogradModule):
     """``nout`` Neurons of ``nin`` inputs each; keyword arguments go to every Neuron.
 
     >>> layer = Layer(3, 2)
@@ -89,7 +99,7 @@ class Layer(Module):
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
 
-class MLP(Module):
+class MLP(_MicrogradModule):
     """Layers of the given sizes, relu on all but the last: micrograd's multi-layer perceptron.
 
     >>> import random; random.seed(1337)

@@ -16,7 +16,6 @@ Registered parameters and submodules are also ordinary instance attributes, so r
 
 from __future__ import annotations
 
-import itertools
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,27 +30,36 @@ __all__ = ["Module", "Parameter"]
 
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable when assigned to one of its attributes
-    (``torch.nn.Parameter``); ``requires_grad`` is True unless said otherwise.
+    (``torch.nn.Parameter``); ``requires_grad`` is True unless said otherwise. It shares the
+    array of the Tensor (or array) it is made from.
 
-    >>> p = Parameter(Tensor([1.0, 2.0]))
-    >>> p.requires_grad, p.shape
-    (True, (2,))
+    >>> t = Tensor([1.0, 2.0])
+    >>> p = Parameter(t)
+    >>> p.requires_grad, p.shape, p.data is t.data
+    (True, (2,), True)
     """
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
+        super().__init__(0.0, requires_grad=requires_grad)
         if data is None:
             data = np.empty(0)
-        elif isinstance(data, Tensor):
-            data = data.data
-        super().__init__(data, requires_grad=requires_grad)
+        # assigning .data keeps a float array as it is (Tensor() would copy it)
+        self.data = data.data if isinstance(data, Tensor) else data
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
 
-# What load_state_dict returns (PyTorch's namedtuple of the same name and fields).
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns: the keys it did not find, and the ones it did not use."""
 
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+
+# The name -> object registries, in registration order (see Module._registry).
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
 
 
@@ -94,49 +102,62 @@ class Module:
     """
 
     training = True  # class default, so subclasses that skip __init__ have it too
-    # name -> object registries (instance attributes, made on first use; see _registry)
+    # name -> object registries, in registration order: instance attributes made on first use
+    # (see _registry). Registered objects are also plain instance attributes, so reading one is
+    # an ordinary attribute read; nothing here touches the instance __dict__ directly, which
+    # would slow every attribute read on CPython >= 3.11.
     _parameters: dict[str, Any]
     _buffers: dict[str, Any]
     _modules: dict[str, Any]
+    _non_persistent_buffers: set[str]
 
     def __init__(self) -> None:
-        for registry in _REGISTRIES:
-            object.__setattr__(self, registry, {})
+        # only what is missing: a subclass may register things before calling this
+        for name in _REGISTRIES + ("_non_persistent_buffers",):
+            self._registry(name)
         object.__setattr__(self, "training", True)
 
     # -- registration ----------------------------------------------------------------------------
 
-    def _registry(self, name: str) -> dict[str, Any]:
-        """One of the name -> object registries, created on first use (micrograd's subclasses
-        never call Module.__init__)."""
-        registry = self.__dict__.get(name)
+    def _registry(self, name: str) -> Any:
+        """One of the registries, created on first use (micrograd's subclasses never call
+        Module.__init__)."""
+        registry = getattr(self, name, None)
         if registry is None:
-            registry = {}
+            registry = set() if name == "_non_persistent_buffers" else {}
             object.__setattr__(self, name, registry)
         return registry
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # PyTorch's order of cases; a name already registered keeps its place
+        params = getattr(self, "_parameters", None)
+        modules = getattr(self, "_modules", None)
         if isinstance(value, Parameter):
-            self._forget(name)
+            if params is None or name not in params:
+                self._check_class_attribute(name)
+                self._forget(name)
             self._registry("_parameters")[name] = value
-        elif isinstance(value, Module):
-            self._forget(name)
-            self._registry("_modules")[name] = value
-        elif name in self.__dict__.get("_parameters", ()):
+        elif params is not None and name in params:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
                                 "(a Parameter or None is expected)")
-            self._parameters[name] = None
-        elif name in self.__dict__.get("_buffers", ()):
-            if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
-                                "(a Tensor or None is expected)")
-            self._buffers[name] = value
-        elif name in self.__dict__.get("_modules", ()):
+            params[name] = None
+        elif isinstance(value, Module):
+            if modules is None or name not in modules:
+                self._forget(name)
+            self._registry("_modules")[name] = value
+        elif modules is not None and name in modules:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
                                 "(a Module or None is expected)")
-            self._modules[name] = None
+            modules[name] = None
+        else:
+            buffers = getattr(self, "_buffers", None)
+            if buffers is not None and name in buffers:
+                if value is not None and not isinstance(value, Tensor):
+                    raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
+                                    "(a Tensor or None is expected)")
+                buffers[name] = value
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -144,34 +165,55 @@ class Module:
         object.__delattr__(self, name)
 
     def _forget(self, name: str) -> None:
+        """Unregister name from every registry."""
         for registry in _REGISTRIES:
-            self.__dict__.get(registry, {}).pop(name, None)
+            getattr(self, registry, {}).pop(name, None)
+        getattr(self, "_non_persistent_buffers", set()).discard(name)
+
+    def _check_class_attribute(self, name: str) -> None:
+        """A Parameter cannot take the name of a property or method, as in PyTorch."""
+        if hasattr(type(self), name):
+            raise KeyError(f"attribute '{name}' already exists")
+
+    def _check_new_name(self, name: Any, registry: str, what: str) -> None:
+        """PyTorch's checks of a name given to register_parameter, register_buffer, add_module."""
+        if not isinstance(name, str):
+            raise TypeError(f"{what} name should be a string, got {type(name).__name__}")
+        if not name:
+            raise KeyError(f'{what} name can\'t be empty string ""')
+        if "." in name:
+            raise KeyError(f'{what} name can\'t contain "."')
+        if hasattr(self, name) and name not in getattr(self, registry, ()):
+            raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Add a parameter (or a None placeholder, as a missing bias) under ``name``."""
+        self._check_new_name(name, "_parameters", "parameter")
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign {type(param).__name__} as parameter {name!r} "
                             "(a Parameter or None is expected)")
-        self._forget(name)
         self._registry("_parameters")[name] = param
         object.__setattr__(self, name, param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
-        """Add a tensor that is part of the state (state_dict) but not trained."""
+        """Add a tensor that is part of the state (state_dict, unless not ``persistent``) but
+        is not trained."""
+        self._check_new_name(name, "_buffers", "buffer")
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot assign {type(tensor).__name__} as buffer {name!r} "
                             "(a Tensor or None is expected)")
-        self._forget(name)
         self._registry("_buffers")[name] = tensor
-        if not persistent:
-            self.__dict__.setdefault("_non_persistent_buffers", set()).add(name)
+        if persistent:
+            self._registry("_non_persistent_buffers").discard(name)
+        else:
+            self._registry("_non_persistent_buffers").add(name)
         object.__setattr__(self, name, tensor)
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Add a submodule under ``name`` (what ``self.name = module`` does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        self._forget(name)
+        self._check_new_name(name, "_modules", "module")
         self._registry("_modules")[name] = module
         object.__setattr__(self, name, module)
 
@@ -189,9 +231,12 @@ class Module:
     # -- walking ---------------------------------------------------------------------------------
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        """(name, submodule) pairs of the direct submodules, in registration order."""
-        for name, module in self.__dict__.get("_modules", {}).items():
-            if module is not None:
+        """(name, submodule) pairs of the direct submodules, in registration order, each
+        module once."""
+        memo: set[int] = set()
+        for name, module in getattr(self, "_modules", {}).items():
+            if module is not None and id(module) not in memo:
+                memo.add(id(module))
                 yield name, module
 
     def children(self) -> Iterator[Module]:
@@ -199,73 +244,99 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, memo: set[int] | None = None,
-                      prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for this module ('') and every submodule below it, once each."""
-        memo = set() if memo is None else memo
-        if id(self) in memo:
-            return
-        memo.add(id(self))
+    def _child_items(self) -> list[tuple[str, Module]]:
+        """Every registered (name, submodule), a module registered twice twice; for a module
+        that registers none, what its ``named_children()`` lists (micrograd's Layer and MLP
+        keep their neurons and layers in lists)."""
+        modules = getattr(self, "_modules", None)
+        if modules:
+            return [(name, m) for name, m in modules.items() if m is not None]
+        return list(self.named_children())
+
+    def named_modules(self, memo: set[int] | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module ('') and every submodule below it."""
+        if remove_duplicate:
+            memo = set() if memo is None else memo
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
-        for name, module in self.named_children():
-            yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+        for name, module in self._child_items():
+            yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name,
+                                            remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
-        """This module and every submodule below it."""
+        """This module and every submodule below it, each once."""
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix: str = "",
-                         recurse: bool = True) -> Iterator[tuple[str, Any]]:
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
         """(dotted name, parameter) pairs: this module's own parameters in registration order,
-        then each submodule's (through its own ``named_parameters``); a parameter shared by two
-        modules comes once."""
+        then each submodule's (through its own ``named_parameters``); with
+        ``remove_duplicate``, a parameter shared by two modules comes once."""
+        memo: set[int] = set()
+        for name, p in self._parameter_items(prefix, recurse):
+            if remove_duplicate:
+                if id(p) in memo:
+                    continue
+                memo.add(id(p))
+            yield name, p
+
+    def _parameter_items(self, prefix: str, recurse: bool) -> Iterator[tuple[str, Any]]:
         dot = prefix + "." if prefix else ""
-        pairs: Iterator[tuple[str, Any]] = (
-            (dot + name, p) for name, p in self.__dict__.get("_parameters", {}).items())
+        for name, p in getattr(self, "_parameters", {}).items():
+            if p is not None:
+                yield dot + name, p
         if recurse:
-            pairs = itertools.chain(pairs, *(child.named_parameters(dot + name)
-                                             for name, child in self.named_children()))
-        seen: set[int] = set()
-        for name, p in pairs:
-            if p is not None and id(p) not in seen:
-                seen.add(id(p))
-                yield name, p
+            for name, child in self._child_items():
+                yield from child.named_parameters(dot + name, remove_duplicate=False)
 
     def parameters(self, recurse: bool = True) -> Iterator[Any]:
         """The parameters to train, for an optimizer (an iterator, as in PyTorch)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
         """(dotted name, buffer) pairs, module by module."""
-        for module_prefix, module in self.named_modules(prefix=prefix):
-            for name, b in module.__dict__.get("_buffers", {}).items():
-                if b is not None:
-                    yield (f"{module_prefix}.{name}" if module_prefix else name), b
+        memo: set[int] = set()
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else iter([(prefix, self)]))
+        for module_prefix, module in modules:
+            for name, b in getattr(module, "_buffers", {}).items():
+                if b is None or (remove_duplicate and id(b) in memo):
+                    continue
+                memo.add(id(b))
+                yield (f"{module_prefix}.{name}" if module_prefix else name), b
 
-    def buffers(self) -> Iterator[Tensor]:
-        """The buffers of this module and its submodules."""
-        for _, b in self.named_buffers():
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        """The buffers of this module (and its submodules)."""
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     # -- training --------------------------------------------------------------------------------
 
-    def zero_grad(self) -> None:
-        """Reset every parameter's gradient: None for a Tensor (PyTorch's set_to_none), 0 for
-        a Value (micrograd's ``p.grad = 0``)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: None for a Tensor (zeros without
+        ``set_to_none``), 0 for a Value (micrograd's ``p.grad = 0``)."""
         for p in self.parameters():
             if type(p) is Value:  # checked first: cheap, and what micrograd's models hold
                 p.grad = 0
+            elif isinstance(p, Tensor):
+                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.data)
             else:
-                p.grad = None if isinstance(p, Tensor) else 0
+                p.grad = 0
 
     def train(self, mode: bool = True) -> Module:
-        """Set ``training`` on this module and every submodule; returns the module."""
+        """Set ``training`` on this module, and ``train(mode)`` on every submodule; returns the
+        module."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for module in self.modules():
-            object.__setattr__(module, "training", mode)
+        object.__setattr__(self, "training", mode)
+        for module in self.children():
+            module.train(mode)
         return self
 
     def eval(self) -> Module:
@@ -281,33 +352,32 @@ class Module:
 
     # -- saving ----------------------------------------------------------------------------------
 
+    def _state_items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """(key, parameter or buffer) of the state, module by module as PyTorch orders it:
+        each module's parameters, then its persistent buffers, then its submodules'. Shared
+        parameters and modules appear under every name (as PyTorch's state_dict has them)."""
+        dot = prefix + "." if prefix else ""
+        yield from self.named_parameters(prefix, recurse=False, remove_duplicate=False)
+        skip = getattr(self, "_non_persistent_buffers", ())
+        for name, b in getattr(self, "_buffers", {}).items():
+            if b is not None and name not in skip:
+                yield dot + name, b
+        for name, child in self._child_items():
+            yield from child._state_items(dot + name)
+
     def state_dict(self) -> dict[str, Any]:
         """Parameter and persistent buffer name -> a copy of its value: a numpy array for a
         Tensor (save with ``np.savez(path, **sd)``), a float for a Value."""
-        state: dict[str, Any] = {}
-        for name, p in self.named_parameters():
-            state[name] = np.array(p.data, copy=True) if isinstance(p, Tensor) else p.data
-        for module_prefix, module in self.named_modules():
-            skip = module.__dict__.get("_non_persistent_buffers", ())
-            for name, b in module.__dict__.get("_buffers", {}).items():
-                if b is not None and name not in skip:
-                    key = f"{module_prefix}.{name}" if module_prefix else name
-                    state[key] = np.array(b.data, copy=True)
-        return state
+        return {key: np.array(x.data, copy=True) if isinstance(x, Tensor) else x.data
+                for key, x in self._state_items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         """Copy values (arrays or Tensors, e.g. ``dict(np.load(path))``) into the parameters and
         buffers, in place. With ``strict``, missing or unexpected keys raise RuntimeError;
         returns ``(missing_keys, unexpected_keys)``."""
-        own = self.state_dict()
-        targets = dict(self.named_parameters())
-        for module_prefix, module in self.named_modules():
-            for name, b in module.__dict__.get("_buffers", {}).items():
-                key = f"{module_prefix}.{name}" if module_prefix else name
-                if key in own:
-                    targets[key] = b
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        targets = dict(self._state_items())
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise RuntimeError(
                 f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
@@ -333,12 +403,14 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = []
-        for name, module in self.named_children():
-            inner = repr(module).replace("\n", "\n  ")
-            lines.append(f"({name}): {inner}")
         extra = self.extra_repr()
-        if not lines:
-            return f"{type(self).__name__}({extra})"
-        body = "".join(f"\n  {line}" for line in ([extra] if extra else []) + lines)
-        return f"{type(self).__name__}({body}\n)"
+        lines = extra.split("\n") if extra else []
+        children = [(name, m) for name, m in getattr(self, "_modules", {}).items()]
+        if not children:
+            children = list(self.named_children())
+        for name, module in children:
+            lines.append(f"({name}): " + repr(module).replace("\n", "\n  "))
+        if len(lines) == 1 and not children:
+            return f"{type(self).__name__}({lines[0]})"
+        body = "".join(f"\n  {line}" for line in lines)
+        return f"{type(self).__name__}({body}\n)" if lines else f"{type(self).__name__}()"
