@@ -1,5 +1,5 @@
 # The ops that are functions, each a single tape node: concatenate and stack, linear, and the
-# losses (mse_loss, cross_entropy, binary_cross_entropy). Their rules are in sweep.pyx.
+# losses (mse_loss, cross_entropy, binary_cross_entropy). Their rules are in rules.pyx.
 from fastgrad._tensor.grad_mode cimport grad_enabled
 from fastgrad._tensor.loops cimport add_bias, cross_entropy_value
 from fastgrad._tensor.tensor cimport *

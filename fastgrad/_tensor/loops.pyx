@@ -9,7 +9,7 @@
 # arithmetic as the numpy expressions they replace, in the array's dtype (bit-identical except
 # cross-entropy's row sums of exp, accumulated in double). Arrays that are not C-contiguous
 # float32/float64 take the numpy expressions. Nothing here knows about Tensors: the callers
-# (tensor.pyx, functional.pyx, sweep.pyx) pass arrays.
+# (tensor.pyx, functional.pyx, rules.pyx) pass arrays.
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
 from cython cimport floating

@@ -4,7 +4,7 @@
 # `c`: typed references to the inputs that require grad, None otherwise), the value array
 # (`_data`), the gradient buffer (`_grad`), the operands the rules need (`x0`, `x1`) and the op's
 # parameters (axes, shapes, index keys) in a per-node side slot (`aux`). What each op code saves
-# in these slots is listed next to the code below; its backward and tangent rules (sweep.pyx)
+# in these slots is listed next to the code below; its backward and tangent rules (rules.pyx)
 # read exactly that. Inputs that do not require grad never enter the tape, and under `no_grad`
 # nothing does.
 #
@@ -98,7 +98,7 @@ cdef tuple norm_axes(object axis, int ndim, str what)
 
 # Tensor.backward() runs the reverse sweep through this hook, which sweep.pyx installs when it
 # is imported (the handle needs the sweep, and the sweep needs the Tensor type: the hook keeps
-# the modules' imports one-way, tensor <- sweep).
+# the modules' imports one-way, tensor <- rules <- sweep).
 ctypedef int (*backward_sweep)(Tensor root, object seed) except -1
 cdef void install_backward_sweep(backward_sweep sweep) noexcept
 

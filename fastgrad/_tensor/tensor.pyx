@@ -2,7 +2,7 @@
 # conversions from user data, its operators and the ops recorded by its methods.
 #
 # An op computes its value with numpy (or a compiled loop, loops.pyx) and, when recording,
-# makes the result a node that saves what its rules need (sweep.pyx; the slots each op code
+# makes the result a node that saves what its rules need (rules.pyx; the slots each op code
 # fills are listed in tensor.pxd). The ops that are functions rather than methods (linear, the
 # losses, concatenate, stack) are in functional.pyx; the sweeps over the recorded graph
 # (backward, tensor_jvp) in sweep.pyx.
