@@ -6,9 +6,11 @@ There is one tensor engine (``FASTGRAD_ENGINE`` chooses between the scalar engin
 """
 
 try:
-    from fastgrad._tensor.tensor import (Tensor, binary_cross_entropy, concatenate, cross_entropy,
-                                         is_grad_enabled, linear, mse_loss, no_grad, stack,
-                                         tensor_jvp)
+    from fastgrad._tensor.tensor import Tensor
+    from fastgrad._tensor.grad_mode import is_grad_enabled, no_grad
+    from fastgrad._tensor.functional import (binary_cross_entropy, concatenate, cross_entropy,
+                                             linear, mse_loss, stack)
+    from fastgrad._tensor.sweep import tensor_jvp       # also installs Tensor.backward's sweep
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"fastgrad's compiled tensor core (fastgrad._tensor) is not built or cannot be loaded: "

@@ -1,30 +1,18 @@
-"""Type stubs for the compiled tensor core (fastgrad/_tensor/tensor.pyx)."""
+"""Type stub for the Tensor handle (fastgrad/_tensor/tensor.pyx)."""
 
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, Literal, SupportsIndex, TypeAlias, TypeVar, overload
+from collections.abc import Sequence
+from typing import Any, SupportsIndex, TypeAlias, overload
 
 from typing_extensions import disjoint_base
 
 import numpy as np
 import numpy.typing as npt
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 # What a Tensor accepts as data or as an operand: arrays, nested lists, numbers.
 _ArrayLike: TypeAlias = npt.ArrayLike
 _Operand: TypeAlias = Tensor | npt.ArrayLike
 _Axis: TypeAlias = int | tuple[int, ...] | None
 _DType: TypeAlias = type[np.float32] | type[np.float64] | np.dtype[Any] | str | None
-
-def is_grad_enabled() -> bool: ...
-
-class no_grad:
-    """Context manager (and decorator): ops inside record nothing."""
-
-    def __enter__(self) -> no_grad: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Literal[False]: ...
-    def __call__(self, func: _F) -> _F: ...
 
 @disjoint_base
 class Tensor:
@@ -112,12 +100,3 @@ class Tensor:
     def permute(self, *dims: SupportsIndex) -> Tensor: ...
     def __getitem__(self, key: Any, /) -> Tensor: ...
     def backward(self, grad: _ArrayLike | None = None) -> None: ...
-
-def concatenate(tensors: Sequence[_Operand], axis: int = 0) -> Tensor: ...
-def stack(tensors: Sequence[_Operand], axis: int = 0) -> Tensor: ...
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor: ...
-def mse_loss(input: Tensor, target: _Operand) -> Tensor: ...
-def cross_entropy(logits: Tensor, targets: _ArrayLike | Tensor) -> Tensor: ...
-def binary_cross_entropy(input: Tensor, target: _Operand) -> Tensor: ...
-def tensor_jvp(output: Tensor,
-               tangents: dict[Tensor, npt.ArrayLike]) -> npt.NDArray[np.floating]: ...

@@ -1,0 +1,267 @@
+# The two sweeps over a recorded graph: the reverse sweep (Tensor.backward) and the forward-mode
+# sweep (tensor_jvp). Both walk the nodes behind an output in one topological order (_topo) and
+# route each node to its op's rules (rules.pyx); neither knows any op.
+from libc.stdint cimport uint32_t
+
+from fastgrad._tensor.rules cimport accumulate, backward_rule, tangent_rule
+from fastgrad._tensor.tensor cimport *
+
+import numpy as np
+
+cdef object _np_broadcast_to = np.broadcast_to
+cdef object _np_zeros = np.zeros
+cdef object _np_empty_like = np.empty_like
+
+cdef uint32_t _epoch = 0
+
+
+cdef inline void _push_child(list stack, Tensor k, uint32_t visited):
+    if k is not None and k.mark < visited:
+        stack.append(k)
+
+
+cdef list _topo(Tensor root):
+    """Nodes below root in post-order (children first), by an explicit-stack DFS."""
+    global _epoch
+    _epoch += 1
+    cdef uint32_t visited = 2 * _epoch
+    cdef uint32_t done = visited + 1
+    cdef list order = []
+    cdef list stack = [root]
+    cdef Tensor n
+    while stack:
+        n = <Tensor>stack[len(stack) - 1]
+        if n.mark < visited:
+            n.mark = visited
+            if n.op == TOP_LEAF:
+                continue        # leaves have no children; emitted on the next pass
+            if n.op == TOP_CONCAT or n.op == TOP_STACK:
+                for k in n.x0:
+                    _push_child(stack, <Tensor>k, visited)
+            else:
+                _push_child(stack, n.a, visited)
+                _push_child(stack, n.b, visited)
+                _push_child(stack, n.c, visited)
+        else:
+            stack.pop()
+            if n.mark != done:
+                n.mark = done
+                if n.op != TOP_LEAF:
+                    n._grad = None      # stale buffer of an interrupted sweep
+                order.append(n)
+    return order
+
+
+# ---------------------------------------------------------------------------------------------
+# The reverse sweep
+
+
+cdef int _run_backward(Tensor root, object seed) except -1:
+    """Accumulate seed . d(root)/d(leaf) into every leaf's gradient buffer (seed: an array of
+    root's shape and dtype, checked by Tensor.backward)."""
+    cdef list order = _topo(root)
+    cdef Tensor n
+    cdef Py_ssize_t i
+    accumulate(root, seed, True)
+    for i in range(len(order) - 1, -1, -1):
+        n = <Tensor>order[i]
+        if n.op == TOP_LEAF:
+            continue
+        g = n._grad
+        if g is None:
+            continue
+        n._grad = None          # consumed: intermediate buffers are freed as we go
+        backward_rule(n, g)
+    return 0
+
+
+install_backward_sweep(_run_backward)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode: the tangent sweep (Jacobian-vector products)
+#
+# tensor_jvp walks the nodes recorded behind an output in _topo's order (children first), the
+# reverse sweep's order read front to back, and gives each node its tangent (the derivative of
+# its value along the inputs' tangents) from its children's by its op's tangent rule, using the
+# operands and parameters the op saved. No second graph is built. Tangents live in a dict keyed
+# by node address, never on the nodes; a node none of whose children carries a tangent gets
+# none (an exact zero: no array, no work), and a tangent is dropped as soon as its last parent
+# has used it (as the reverse sweep frees intermediate gradient buffers). backward() frees only
+# gradient buffers, never saved operands, so the sweep works before and after any number of
+# backward calls.
+
+
+cdef inline Py_ssize_t _addr(Tensor n) noexcept:
+    return <Py_ssize_t><void *>n
+
+
+cdef inline object _tget(dict tan, Tensor k):
+    """k's tangent (None for no child or a zero tangent)."""
+    if k is None:
+        return None
+    return tan.get(_addr(k))
+
+
+cdef object _node_tangent(Tensor n, dict tan):
+    """n's tangent by its op's tangent rule; None (zero) if none of its children has one."""
+    if n.op == TOP_CONCAT or n.op == TOP_STACK:
+        kids = [_tget(tan, <Tensor>kid) for kid in n.x0]
+        for tk in kids:
+            if tk is not None:
+                return tangent_rule(n, kids, None, None)
+        return None
+    ta = _tget(tan, n.a)
+    tb = _tget(tan, n.b)
+    tc = _tget(tan, n.c)
+    if ta is None and tb is None and tc is None:
+        return None
+    return tangent_rule(n, ta, tb, tc)
+
+
+cdef inline void _count_use(dict uses, Tensor k):
+    if k is not None:
+        uses[_addr(k)] = uses.get(_addr(k), 0) + 1
+
+
+cdef inline void _release(dict tan, dict uses, Tensor k):
+    """One parent of k has used its tangent; the last one drops it."""
+    cdef Py_ssize_t key
+    if k is None:
+        return
+    key = _addr(k)
+    if key not in tan:
+        return
+    left = <Py_ssize_t>uses[key] - 1
+    if left:
+        uses[key] = left
+    else:
+        del tan[key]
+
+
+cdef object _jvp_seed(Tensor key, object v):
+    """A tangent for key as an array of its shape and dtype (numbers are broadcast)."""
+    xd = key._data
+    if isinstance(v, Real):
+        t = _np_empty_like(xd)
+        t.fill(v)
+        return t
+    try:
+        t = as_float_array(v, xd.dtype, False)
+    except TypeError as exc:
+        raise TypeError(f"tensor_jvp: the tangent for a tensor of shape {xd.shape} must be a "
+                        f"number or an array of real numbers: {exc}") from None
+    if t.shape != xd.shape:
+        raise ValueError(f"tensor_jvp: tangent of shape {t.shape} does not match the shape "
+                         f"{xd.shape} of its tensor")
+    return t
+
+
+def tensor_jvp(output, tangents):
+    """Forward-mode directional derivative of a recorded tensor computation.
+
+    `output`: a Tensor computed with autograd recording (some input had requires_grad=True,
+    outside `no_grad`). `tangents`: a dict mapping input (leaf) tensors to their tangents,
+    each a numpy array of that tensor's shape or a number (broadcast to it); inputs not in
+    the dict have tangent zero.
+
+    Returns a new numpy array shaped like `output`, in its dtype: the Jacobian-vector product
+    sum over x in tangents of d(output)/dx . tangents[x], by one forward-mode tangent sweep over
+    the nodes already recorded behind `output` (no second graph, inputs are not re-run). It
+    equals what reverse mode gives: `(jvp * w).sum() == sum((x.grad * v).sum())` after
+    `(output * w).sum().backward()`, including its conventions at kinks (relu'(0) = 0, max
+    shares evenly between ties, d(x**y)/dy = 0 at x == 0). Tangents are computed in each
+    node's dtype, so a float32 graph gives float32 tangents. The recorded graph lives as long
+    as `output` does and backward() frees only gradient buffers, so this works before and
+    after any number of backward calls; it never touches the inputs' `.grad`.
+
+    Raises:
+        TypeError: `output` or a key of `tangents` is not a Tensor, `tangents` is not a dict,
+            or a tangent is not numeric.
+        ValueError: a tangent's shape differs from its tensor's (both shapes are named); a
+            key is not a leaf (tangents seed inputs; detach an intermediate and recompute to
+            perturb it); a key does not require grad (its uses were never recorded, so the
+            derivative along it cannot be computed: it would be silently zero).
+        RuntimeError: `output` does not require grad (nothing was recorded behind it: it was
+            computed under `no_grad` or from inputs none of which required grad), like
+            `backward()`. A leaf that requires grad is its own input: its jvp is its tangent.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"tensor_jvp: output must be a fastgrad.Tensor, got "
+                        f"{type(output).__name__}")
+    cdef Tensor root = <Tensor>output
+    if not root._requires_grad:
+        raise RuntimeError("tensor_jvp: the output does not require grad, so no graph was "
+                           "recorded behind it (it was computed under no_grad, or no input had "
+                           "requires_grad=True): there is nothing to differentiate")
+    if not isinstance(tangents, dict):
+        raise TypeError(f"tensor_jvp: tangents must be a dict mapping input tensors to tangent "
+                        f"arrays, got {type(tangents).__name__}")
+    cdef dict tan = {}
+    cdef list seeds = []
+    cdef Tensor k
+    for key, v in (<dict>tangents).items():
+        if not isinstance(key, Tensor):
+            raise TypeError(f"tensor_jvp: tangents must be keyed by fastgrad.Tensor inputs, "
+                            f"got a key of type {type(key).__name__}")
+        k = <Tensor>key
+        if k.op != TOP_LEAF:
+            raise ValueError(f"tensor_jvp: tangents are given for inputs (leaf tensors); got "
+                             f"one for a tensor computed by {op_names[k.op]} (to perturb an "
+                             f"intermediate, detach it, set requires_grad and recompute)")
+        if not k._requires_grad:
+            raise ValueError(f"tensor_jvp: a tangent was given for a tensor of shape "
+                             f"{k._data.shape} that does not require grad: its uses were not "
+                             f"recorded, so the derivative along it is unknown (create it with "
+                             f"requires_grad=True)")
+        t = _jvp_seed(k, v)
+        seeds.append(t)
+        tan[_addr(k)] = t
+
+    cdef list order = _topo(root)
+    cdef Py_ssize_t i, count = len(order)
+    cdef Tensor n
+    cdef dict uses = {}
+    for i in range(count):
+        n = <Tensor>order[i]
+        if n.op == TOP_CONCAT or n.op == TOP_STACK:
+            for kid in n.x0:
+                _count_use(uses, <Tensor>kid)
+        elif n.op != TOP_LEAF:
+            _count_use(uses, n.a)
+            _count_use(uses, n.b)
+            _count_use(uses, n.c)
+
+    for i in range(count):
+        n = <Tensor>order[i]
+        if n.op == TOP_LEAF:
+            continue
+        t = _node_tangent(n, tan)
+        if t is None:
+            continue
+        if n.op == TOP_CONCAT or n.op == TOP_STACK:
+            for kid in n.x0:
+                _release(tan, uses, <Tensor>kid)
+        else:
+            _release(tan, uses, n.a)
+            _release(tan, uses, n.b)
+            _release(tan, uses, n.c)
+        nd = n._data
+        if type(t) is not ndarray:          # numpy turns 0-d results into scalars
+            t = np_asarray(t)
+        if t.dtype is not nd.dtype and t.dtype != nd.dtype:
+            t = t.astype(nd.dtype)
+        if t.shape != nd.shape:             # one operand's tangent, broadcast by the op
+            t = _np_broadcast_to(t, nd.shape)
+        tan[_addr(n)] = t
+
+    out = root._data
+    t = tan.get(_addr(root))
+    if t is None:
+        return _np_zeros(out.shape, dtype=out.dtype)
+    if t.dtype != out.dtype:
+        return t.astype(out.dtype)
+    # never hand back the caller's own array, a view of one or a read-only broadcast
+    if t.base is not None or not t.flags.writeable or any([t is s for s in seeds]):
+        return t.copy()
+    return t

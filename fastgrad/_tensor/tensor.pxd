@@ -1,0 +1,173 @@
+# The tape: the contract between the modules of the tensor engine.
+#
+# Every recorded op is one `Tensor` node: an op code (`op`), up to three child slots (`a`, `b`,
+# `c`: typed references to the inputs that require grad, None otherwise), the value array
+# (`_data`), the gradient buffer (`_grad`), the operands the rules need (`x0`, `x1`) and the op's
+# parameters (axes, shapes, index keys) in a per-node side slot (`aux`). What each op code saves
+# in these slots is listed next to the code below; its backward and tangent rules (rules.pyx)
+# read exactly that. Inputs that do not require grad never enter the tape, and under `no_grad`
+# nothing does.
+#
+# Why nodes are objects and not slots in a C arena (as the scalar engine does): a tensor node's
+# payloads are numpy arrays, i.e. Python objects, so an arena would still hold an object per
+# slot. With one object per node, CPython's reference count *is* the slot refcount: a node is
+# referenced by its user handles and by the parents that use it as a child, edges only point
+# from a parent to older children, so the graph is acyclic and is freed exactly when the last
+# handle to it dies (memory flat over any number of training steps). Nothing a node holds can
+# lead back to it (values and saved operands are float arrays, parameters are tuples of ints,
+# slices and index arrays), so the type opts out of the cycle collector, whose scans of every
+# step's temporaries otherwise cost ~10% of a small training step. Keep it so: a new op must
+# save nothing that can refer to a node, except children in a, b, c (or x0 for the joins).
+# Dropping a very deep chain must not recurse in C: `Tensor.__dealloc__` (tensor.pyx) hands
+# children that would die with their parent to a pending list, drained by a loop in the
+# outermost deallocation.
+#
+# The sweeps (sweep.pyx) are iterative: a DFS with an explicit stack gives a topological order
+# (`mark`, with epoch marks: nothing is cleared between calls). The reverse sweep then walks it
+# backwards and hands each node's gradient to its op's backward rule, which accumulates each
+# contribution into the child's buffer, in place when the buffer is owned (`_owned`: allocated
+# by the sweep itself). A non-leaf's buffer is dropped as soon as its contributions are pushed
+# to its children; leaves keep theirs in `.grad` and accumulate over calls. The forward-mode
+# sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never
+# on the nodes. backward() frees only gradient buffers, never saved operands or parameters, so
+# either sweep may run any number of times over a recorded graph.
+from libc.stdint cimport uint8_t, uint32_t
+
+from fastgrad._tensor.grad_mode cimport grad_enabled
+
+# Op codes, and what each node saves (children in a, b, c; "value" is the node's own _data).
+cdef enum:
+    TOP_LEAF = 0        # an input: no children, nothing saved
+    TOP_ADD             # a + b: nothing saved
+    TOP_SUB             # a - b: nothing saved
+    TOP_MUL             # a * b: x0, x1 the operands (arrays or Python floats)
+    TOP_DIV             # a / b: x0, x1 the operands
+    TOP_POW             # a ** b: x0 base, x1 exponent
+    TOP_NEG             # -a: x0 the input
+    TOP_MATMUL          # a @ b: x0, x1 the operands (numpy's matmul rules)
+    TOP_SUM             # a.sum(axis): x0 the input; aux the keepdims shape of the result
+    TOP_MEAN            # a.mean(axis): x0; aux (keepdims shape, count of elements averaged)
+    TOP_MAX             # a.max(axis): x0; aux (keepdims shape, axes)
+    TOP_RESHAPE         # x0 the input (for its shape)
+    TOP_TRANSPOSE       # x0; aux the inverse permutation
+    TOP_INDEX           # a[key]: x0; aux (key, basic); key holds no Tensor or list
+    TOP_CONCAT          # x0 the tuple of children (a Tensor or None per input); aux (axis, offsets)
+    TOP_STACK           # x0 the tuple of children; aux (axis,)
+    TOP_RELU            # x0 the input (the rules use the value)
+    TOP_TANH            # x0 the input
+    TOP_EXP             # x0 the input
+    TOP_LOG             # x0 the input
+    TOP_SIGMOID         # x0 the input
+    TOP_SOFTMAX         # x0 the input; aux the axes
+    TOP_LOG_SOFTMAX     # x0 the input; aux the axes
+    TOP_LINEAR          # a input, b weight, c bias: x0 input value, x1 weight value
+    TOP_MSE             # a input, b target: x0 input - target; aux the element count
+    TOP_CROSS_ENTROPY   # a logits: x0 shifted logits z, x1 integer targets; aux rows' logsumexp(z)
+    TOP_BCE             # a input, b target: x0 p, x1 t; aux (count, clamped log p, clamped log 1-p)
+    TOP_COUNT           # the number of op codes
+
+# (tensor.pyx defines it @cython.no_gc, as explained above, with a freelist of 256 nodes)
+cdef class Tensor:
+    cdef object _data           # the value: an ndarray, float32 or float64
+    cdef object _grad           # the gradient buffer (ndarray) or None
+    cdef Tensor a, b, c         # child slots: the inputs that require grad (None otherwise)
+    cdef object x0, x1          # the operand values the rules need (see the op codes)
+    cdef object aux             # the op's parameters: axes, shapes, index key (see the op codes)
+    cdef uint8_t op             # TOP_*; TOP_LEAF for inputs
+    cdef bint _requires_grad    # ops on this tensor are recorded
+    cdef bint _owned            # the sweep allocated _grad, so it may add into it in place
+    cdef uint32_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
+
+
+# ---------------------------------------------------------------------------------------------
+# What the other modules use of tensor.pyx
+
+cdef tuple op_names                 # the op codes' names: 'leaf', 'add', ... (Tensor._op)
+cdef object ndarray                 # np.ndarray
+cdef object F64, F32                # np.dtype(np.float64), np.dtype(np.float32)
+cdef object Real                    # numbers.Real
+cdef object np_asarray              # np.asarray
+cdef object np_add_reduce           # np.add.reduce: what ndarray.sum calls, minus a wrapper
+cdef object np_max_reduce           # np.maximum.reduce
+
+# A float32/float64 ndarray from user data (float32 stays float32, any other real dtype becomes
+# float64; dtype, if given, must be one of the two); TypeError for anything else.
+cdef object as_float_array(object data, object dtype, bint copy)
+# axis (None, an int or a tuple, negatives allowed) as a sorted tuple of distinct axes.
+cdef tuple norm_axes(object axis, int ndim, str what)
+
+# Tensor.backward() runs the reverse sweep through this hook, which sweep.pyx installs when it
+# is imported (the handle needs the sweep, and the sweep needs the Tensor type: the hook keeps
+# the modules' imports one-way, tensor <- rules <- sweep).
+ctypedef int (*backward_sweep)(Tensor root, object seed) except -1
+cdef void install_backward_sweep(backward_sweep sweep) noexcept
+
+
+# ---------------------------------------------------------------------------------------------
+# Building nodes. Inline: every op calls these, so they are compiled into each module that
+# records ops (tensor.pyx, functional.pyx) instead of being calls into another module.
+
+cdef inline object reduce_sum(object x, object axis, object keepdims):
+    return np_add_reduce(x, axis, None, None, keepdims)
+
+
+cdef inline object reduce_max(object x, object axis, object keepdims):
+    return np_max_reduce(x, axis, None, None, keepdims)
+
+
+cdef inline tuple shape_of(object v):
+    """The shape of an operand payload (a Python float has shape ())."""
+    return v.shape if isinstance(v, ndarray) else ()
+
+
+cdef inline object operand(object o):
+    """The payload of an operator's operand: the array of a Tensor, a Python float for numbers,
+    a float array for ndarrays; None for anything else (the operator returns NotImplemented)."""
+    if isinstance(o, Tensor):
+        return (<Tensor>o)._data
+    if type(o) is float:
+        return o
+    if type(o) is int or type(o) is bool:
+        return float(o)
+    if type(o) is ndarray:
+        dt = o.dtype
+        if dt is F64 or dt is F32:          # the common case, without the general checks
+            return o
+        return as_float_array(o, None, False)
+    if isinstance(o, ndarray):
+        return as_float_array(o, None, False)
+    if isinstance(o, Real):
+        return float(o)
+    return None
+
+
+cdef inline Tensor grad_child(object o):
+    """o as a child slot: only tensors that require grad are recorded."""
+    if isinstance(o, Tensor) and (<Tensor>o)._requires_grad:
+        return <Tensor>o
+    return None
+
+
+cdef inline Tensor new_tensor(object data):
+    """A leaf holding data (numpy's 0-d results, which are scalars, become 0-d arrays)."""
+    cdef Tensor t = Tensor.__new__(Tensor)
+    t._data = data if type(data) is ndarray else np_asarray(data)
+    return t
+
+
+cdef inline bint recording(Tensor a, Tensor b) noexcept:
+    """Whether an op with these child slots is recorded."""
+    return grad_enabled and (a is not None or b is not None)
+
+
+cdef inline Tensor record(Tensor t, uint8_t op, Tensor a, Tensor b, object x0, object x1,
+                          object aux):
+    """Make t the node of op (its slots as listed with the op codes); returns t."""
+    t.op = op
+    t.a = a
+    t.b = b
+    t.x0 = x0
+    t.x1 = x1
+    t.aux = aux
+    t._requires_grad = True
+    return t
