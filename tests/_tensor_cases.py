@@ -115,6 +115,7 @@ UNARY = {
                      "any", 1),
 }
 
+REDUCTIONS = ["sum", "mean", "max"]
 REDUCE_SHAPES = [(), (3,), (1, 3), (2, 3, 4), (2, 1, 3)]
 REDUCE_AXES = [None, 0, -1, (0, -1)]
 

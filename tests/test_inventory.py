@@ -5,6 +5,7 @@ toolz). A new op missing from any of them fails here, naming the place."""
 import os
 import re
 
+import numpy as np
 import pytest
 
 import fastgrad
@@ -94,3 +95,67 @@ def test_the_op_tests_exercise_every_op():
             stack.extend(node._children)
     missing = [n for n, r in reference.RULES.items() if n not in NOT_COMPUTED and r not in used]
     assert not missing, f"test_engine_ops.OPS builds no {missing}"
+
+
+# -- the tensor engine ---------------------------------------------------------------------------
+
+TENSOR_OPS = enum_names(read("_tensor", "tensor.pxd"), "TOP_")
+
+
+def test_tensor_op_names_follow_the_enum():
+    from fastgrad._tensor.tensor import OP_NAMES
+    assert len(OP_NAMES) == len(TENSOR_OPS), "tensor.pyx OP_NAMES vs tensor.pxd"
+    assert TENSOR_OPS[0] == "LEAF" and OP_NAMES[0] == "leaf"
+
+
+def test_every_tensor_op_has_a_backward_and_a_tangent_rule_side_by_side():
+    source = read("_tensor", "rules.pyx")
+    registered = re.findall(r"^_register\(TOP_(\w+), _(\w+)_backward, _(\w+)_tangent\)", source,
+                            flags=re.M)
+    assert {op for op, _, _ in registered} == set(TENSOR_OPS) - {"LEAF"}, "rules.pyx"
+    for op, backward, tangent in registered:
+        assert backward == tangent, f"{op}: its two rules are named alike, side by side"
+        start = source.index(f"cdef int _{backward}_backward(")
+        end = source.index(f"_register(TOP_{op},")
+        assert f"cdef object _{tangent}_tangent(" in source[start:end], op
+
+
+def test_the_tensor_tests_exercise_every_op():
+    """The tests' op tables (tests/_tensor_cases.py, tests/test_tensor_ops.py) build a node of
+    every op code."""
+    from _tensor_cases import BINARY, REDUCTIONS, UNARY, functional_pairs
+    from fastgrad import Tensor, cat, stack
+    from test_tensor_ops import SHAPE_OPS
+
+    rng = np.random.default_rng(0)
+
+    def leaf(shape):
+        return Tensor(rng.uniform(0.5, 2.0, shape), requires_grad=True)
+
+    outputs = [fn(leaf((2, 3)), leaf((2, 3))) for fn, *_ in BINARY.values()]
+    outputs += [fn(leaf((2, 3))) for fn, *_ in UNARY.values()]
+    outputs += [getattr(leaf((2, 3)), name)(axis=0) for name in REDUCTIONS]
+    outputs += [fn(leaf((2, 3, 2))) for fn, _ in SHAPE_OPS.values()]
+    outputs += [leaf((2, 3)) @ leaf((3, 2)), cat([leaf(2), leaf(3)]), stack([leaf(2), leaf(2)])]
+    for fn, _, arrays in functional_pairs(_AnyTorch(), rng):
+        outputs.append(fn(*[Tensor(a, requires_grad=True) for a in arrays]))
+    built = {out._op for out in outputs}
+    missing = [op for op in TENSOR_OPS if op != "LEAF" and op.lower() not in _op_spellings(built)]
+    assert not missing, f"the tensor tests' tables build no {missing}"
+
+
+class _AnyTorch:
+    """Stands in for torch where only attribute look-ups happen."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+
+def _op_spellings(built):
+    """Tensor._op names as the enum spells them (getitem is TOP_INDEX, and so on)."""
+    aliases = {"getitem": "index", "concatenate": "concat", "mse_loss": "mse",
+               "binary_cross_entropy": "bce"}
+    return {aliases.get(name, name) for name in built}

@@ -7,7 +7,7 @@ from fastgrad import Tensor, cat, concatenate, stack
 from fastgrad.nn import functional as F
 
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
-                           UNARY, UNARY_SHAPES, check_op, draw)
+                           REDUCTIONS, UNARY, UNARY_SHAPES, check_op, draw)
 
 DTYPES = [np.float64, np.float32]
 
@@ -47,7 +47,7 @@ def test_unary(name, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("shape,axis", REDUCE_CASES, ids=str)
-@pytest.mark.parametrize("name", ["sum", "mean", "max"])
+@pytest.mark.parametrize("name", REDUCTIONS)
 def test_reductions(name, shape, axis, keepdims, dtype):
     rng = np.random.default_rng(3)
     x = draw(rng, shape, "distinct")

@@ -1,7 +1,3 @@
-# distutils: extra_compile_args = -falign-loops=64
-# (Each loop starts a 64-byte block, so a short vectorised loop never straddles two: where the
-# linker happens to place one otherwise moves relu's speed by ~30% on (8, 1280) on x86-64.)
-#
 # Compiled loops for the numpy passes that are slow for their size in a batch step: the
 # row-wise parts of cross-entropy (numpy's reductions and broadcasts along a short last axis
 # run one inner loop per row, ~40 us for (256, 10); exp itself stays numpy's vectorised ufunc),
@@ -9,7 +5,8 @@
 # arithmetic as the numpy expressions they replace, in the array's dtype (bit-identical except
 # cross-entropy's row sums of exp, accumulated in double). Arrays that are not C-contiguous
 # float32/float64 take the numpy expressions. Nothing here knows about Tensors: the callers
-# (tensor.pyx, functional.pyx, rules.pyx) pass arrays.
+# (tensor.pyx, functional.pyx, rules.pyx) pass arrays. setup.py aligns this module's loops to
+# 64 bytes with gcc (see there).
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
 from cython cimport floating

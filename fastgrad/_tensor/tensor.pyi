@@ -14,6 +14,9 @@ _Operand: TypeAlias = Tensor | npt.ArrayLike
 _Axis: TypeAlias = int | tuple[int, ...] | None
 _DType: TypeAlias = type[np.float32] | type[np.float64] | np.dtype[Any] | str | None
 
+# Tensor._op's name of each op code (index = the TOP_* code of tensor.pxd).
+OP_NAMES: tuple[str, ...]
+
 @disjoint_base
 class Tensor:
     """A numpy array with reverse-mode gradients."""

@@ -31,6 +31,7 @@ op_names = (
     'sigmoid', 'softmax', 'log_softmax', 'linear', 'mse_loss', 'cross_entropy',
     'binary_cross_entropy')
 assert len(op_names) == TOP_COUNT
+OP_NAMES = op_names  # the same, for Python (a test checks it against the op enum)
 
 cdef object _np_exp = np.exp
 cdef object _np_log = np.log
