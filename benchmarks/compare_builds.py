@@ -29,9 +29,11 @@ def run_bench(checkout, args):
 
 
 def medians(report):
-    """(row label, engine) -> median time."""
-    return {(row["label"], engine): r["median"] for row in report["rows"]
-            for engine, r in row["results"].items()}
+    """(workload, metric, engine) -> median time; and the rows' labels."""
+    times = {(row["workload"], row["metric"], engine): r["median"] for row in report["rows"]
+             for engine, r in row["results"].items()}
+    labels = {(row["workload"], row["metric"]): row["label"] for row in report["rows"]}
+    return times, labels
 
 
 def main():
@@ -43,11 +45,14 @@ def main():
     args = parser.parse_args()
     bench_args = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else [])
     builds = {"this": HERE, "base": os.path.abspath(args.base)}
-    runs = {name: [] for name in builds}
+    runs: dict[str, list] = {name: [] for name in builds}
+    labels = {}
     for k in range(args.rounds):
         order = list(builds) if k % 2 == 0 else list(reversed(builds))
         for name in order:
-            runs[name].append(medians(run_bench(builds[name], bench_args)))
+            times, row_labels = medians(run_bench(builds[name], bench_args))
+            runs[name].append(times)
+            labels.update(row_labels if name == "this" else {})
             print(f"round {k + 1}/{args.rounds}: {name} done", file=sys.stderr)
     print(f"base / this, median (min-max) over {args.rounds} interleaved rounds; > 1: this "
           "build is faster")
@@ -59,7 +64,7 @@ def main():
         ratios = [b[key] / t[key] for t, b in zip(runs["this"], runs["base"])]
         this = statistics.median(r[key] for r in runs["this"])
         base = statistics.median(r[key] for r in runs["base"])
-        print(f"| {key[0]} | {key[1]} | {this:.4g} | {base:.4g} | "
+        print(f"| {labels[key[:2]]} | {key[2]} | {this:.4g} | {base:.4g} | "
               f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) |")
 
 
