@@ -31,7 +31,7 @@ def run_bench(checkout, args):
 def medians(report):
     """(workload, metric, engine) -> median time; and the rows' labels."""
     times = {(row["workload"], row["metric"], engine): r["median"] for row in report["rows"]
-             for engine, r in row["results"].items()}
+             for engine, r in row["results"].items() if "median" in r}  # not failed runs
     labels = {(row["workload"], row["metric"]): row["label"] for row in report["rows"]}
     return times, labels
 

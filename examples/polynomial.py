@@ -1,9 +1,9 @@
-"""The polynomial p = x (x + y + d) + y**2 on fastgrad: forward mode, reverse mode, and gradient descent.
+"""A polynomial on fastgrad: forward mode, reverse mode, and gradient descent.
 
 p(d, x, y) = x (x + y + d) + y^2 with d = 2. At (x, y) = (2, 3): p = 23, dp/dx = 9 and
-dp/dy = 8, computed here both by forward mode (a tangent sweep per input, fastgrad.jvp) and by
-reverse mode (one backward sweep). Then gradient descent from (-3, -5) with step 1e-3 finds
-the minimum p = -4/3 at (-4/3, 2/3).
+dp/dy = 8, computed here both by forward mode (a tangent sweep per input,
+fastgrad.autograd.jvp) and by reverse mode (one backward sweep). Then gradient descent from
+(-3, -5) with step 1e-3 finds the minimum p = -4/3 at (-4/3, 2/3).
 
     python examples/polynomial.py [--steps 5000] [--lr 1e-3]
 """

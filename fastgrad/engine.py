@@ -5,7 +5,8 @@ The compiled engine (``fastgrad._scalar``'s extension modules) is used unless
 ``FASTGRAD_ENGINE=pure`` selects the pure-Python reference engine
 (``fastgrad._scalar.reference``: the same API, for tests and comparisons). There is no silent
 fallback: without the compiled extension, importing fails and says how to build it. Every other
-module of the package imports the scalar engine from here.
+module of the package imports the scalar engine from here, and the reference engine too
+(``engine.reference``: its Values are accepted beside the chosen engine's, as test oracles).
 
 >>> from fastgrad.engine import Value
 >>> x = Value(3.0)
@@ -18,6 +19,8 @@ module of the package imports the scalar engine from here.
 import os
 from typing import TYPE_CHECKING
 
+from fastgrad._scalar import reference
+
 ENGINE = os.environ.get("FASTGRAD_ENGINE", "compiled").strip().lower() or "compiled"
 
 if TYPE_CHECKING:
@@ -26,8 +29,9 @@ if TYPE_CHECKING:
     from fastgrad._scalar.replay import Program, record, sgd_step
     from fastgrad._scalar.value import Value, linear_combination, linear_layer
 elif ENGINE == "pure":
-    from fastgrad._scalar.reference import (Value, jvp, linear_combination, linear_layer, record,
-                                            sgd_step)
+    Value, jvp, record, sgd_step = reference.Value, reference.jvp, reference.record, \
+        reference.sgd_step
+    linear_combination, linear_layer = reference.linear_combination, reference.linear_layer
     Program = None  # nothing to record on this engine
 elif ENGINE == "compiled":
     try:
@@ -45,4 +49,4 @@ else:
     raise ImportError(f"FASTGRAD_ENGINE must be 'compiled' or 'pure', not {ENGINE!r}")
 
 __all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "Program",
-           "ENGINE"]
+           "ENGINE", "reference"]

@@ -1,4 +1,5 @@
-"""Forward mode (fastgrad.jvp): tangent sweeps against reverse mode and finite differences."""
+"""Forward mode (fastgrad.autograd.jvp): tangent sweeps against reverse mode and finite
+differences."""
 
 import math
 
@@ -117,13 +118,13 @@ def test_numpy_tangents():
 def test_tangent_conversion_that_compacts_the_arena():
     # Converting a tangent runs Python code, which may build Values and move every slot:
     # slots must be read after that.
-    from fastgrad._scalar.value import _compact_now
+    from fastgrad._scalar.value import compact_now
 
     class Noisy(float):
         def __float__(self):
             junk = [Value(i) * 2 for i in range(5000)]
             del junk
-            _compact_now()
+            compact_now()
             return 1.0
 
     xs = [Value(float(i)) for i in range(10)]

@@ -21,6 +21,13 @@ def test_missing_extension_fails_with_build_instructions():
     assert "pip install ." in err and "FASTGRAD_ENGINE=pure" in err
 
 
+def test_missing_optimizer_kernels_fail_with_build_instructions():
+    code = "import sys; sys.modules['fastgrad.optim._kernels'] = None; import fastgrad"
+    rc, _, err = python(code)
+    assert rc != 0
+    assert "compiled optimizer kernels" in err and "pip install ." in err
+
+
 def test_pure_engine_is_selected_explicitly():
     rc, out, err = python("import fastgrad; print(fastgrad.Value.__module__)", FASTGRAD_ENGINE="pure")
     assert rc == 0, err

@@ -119,7 +119,7 @@ def test_training_loop_keeps_rss_flat():
 @compiled_only
 def test_compaction_moves_slots_but_keeps_graphs_handles_and_labels():
     from fastgrad._scalar import reference
-    from fastgrad._scalar.value import _compact_now, arena_stats
+    from fastgrad._scalar.value import compact_now, arena_stats
 
     def graph(V):
         garbage_before = [V(float(i)) * 2 for i in range(50)]  # dies: leaves holes below
@@ -133,7 +133,7 @@ def test_compaction_moves_slots_but_keeps_graphs_handles_and_labels():
     x, w, out = graph(Value)
     rx, rw, rout = graph(reference.Value)
     size_before = arena_stats()["size"]
-    _compact_now()
+    compact_now()
     assert arena_stats()["size"] < size_before
     # the inner node h has no handle now; its label survived the move
     labels = set()

@@ -216,6 +216,52 @@ def test_a_custom_micrograd_module_zero_grad_uses_its_parameters():
     assert vars(f).keys() == {"a", "b"}            # micrograd's attributes, nothing more
 
 
+def test_micrograd_style_modules_inside_pytorch_style_ones_train():
+    class Affine(nn.Module):                          # micrograd's way: parameters() by hand
+        def __init__(self):
+            self.a, self.b = fastgrad.Value(0.5), fastgrad.Value(0.0)
+
+        def __call__(self, x):
+            return self.a * x + self.b
+
+        def parameters(self):
+            return [self.a, self.b]
+
+    class Scale(nn.Module):                           # an override that calls super()
+        def __init__(self):
+            self.c = fastgrad.Value(1.0)
+
+        def __call__(self, x):
+            return self.c * x
+
+        def parameters(self):
+            return list(super().parameters()) + [self.c]
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = Affine()
+            self.g = Scale()
+
+        def forward(self, x):
+            return self.g(self.f(x))
+
+    model = Model()
+    assert [n for n, _ in model.named_parameters()] == ["f.0", "f.1", "g.0"]
+    assert list(model.state_dict()) == ["f.0", "f.1", "g.0"]
+    opt = optim.SGD(list(model.parameters()), lr=0.05)
+    losses = []
+    for _ in range(20):
+        loss = (model(2.0) - 3.0) ** 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.data)
+    assert losses[-1] < losses[0] / 10
+    model.zero_grad()
+    assert all(p.grad == 0 for p in model.parameters())
+
+
 def test_parameter_is_a_tensor():
     t = Tensor(np.ones((2, 2), np.float32))
     p = nn.Parameter(t)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not COMPILED, reason="record() replays the compi
 if COMPILED:
     import fastgrad
     from fastgrad._scalar import replay as _replay
-    from fastgrad._scalar.value import _compact_now
+    from fastgrad._scalar.value import compact_now
     from fastgrad.datasets import make_moons
     from fastgrad.nn import MLP
     from fastgrad.engine import Program, record, sgd_step
@@ -177,7 +177,7 @@ def test_random_graphs_replay_bit_for_bit(leaves, new_leaves, program, twice):
     prog = record(out, inputs=inputs or None, params=params, outputs=[nodes[k] for k in watched])
     assert same(prog.value, out.data)
     del nodes, out
-    _compact_now()  # the recorded graph's slots move or are freed: no matter
+    compact_now()  # the recorded graph's slots move or are freed: no matter
 
     # the fresh build on the new values
     fvs, fnodes, fout = build(Value, new_leaves, program)
@@ -424,7 +424,7 @@ def test_compaction_between_record_and_replay_does_not_matter():
     del loss
     garbage = [Value(float(i)) * 2 for i in range(5000)]  # shift everything around
     del garbage
-    _compact_now()
+    compact_now()
     fresh_first = [Value(0.0) for _ in range(10)]  # new nodes in the freed slots
     prog.zero_grad()
     assert prog.forward(X) == before

@@ -36,7 +36,7 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastgrad._memory cimport PyGC_Disable, PyGC_Enable, Scratch
 from fastgrad._scalar.arena cimport *
-from fastgrad._scalar.rules cimport backward_rule, value_rule
+from fastgrad._scalar.rules cimport backward_rule, muladd_backward, value_rule
 from fastgrad._scalar.value cimport A, Value, check_pow, check_unary, topo_order
 
 import numpy as np
@@ -84,18 +84,10 @@ cdef void _run_backward(const uint8_t *op, const int32_t *ca, const int32_t *cb,
                         const int32_t *cc, const double *aux, const double *val, double *grad,
                         int32_t stop, int32_t n) noexcept nogil:
     """micrograd's rules from the last node down to node stop (the first op)."""
-    cdef int32_t i, b, c
-    cdef double g, gp
+    cdef int32_t i
     for i in range(n - 1, stop - 1, -1):
         if op[i] == PROGRAM_MULADD:
-            # the sum's rule, then the product's, whose gradient starts at 0 as in the arena
-            g = grad[i]
-            grad[ca[i]] += g
-            gp = 0.0 + g
-            b = cb[i]
-            c = cc[i]
-            grad[b] += val[c] * gp
-            grad[c] += val[b] * gp
+            muladd_backward(i, ca[i], cb[i], cc[i], val, grad)
         else:
             backward_rule(op[i], i, ca[i], cb[i], val, grad, aux)
 

@@ -45,6 +45,13 @@ cdef inline double value_rule(uint8_t op, double x, double y, double aux) noexce
     return NAN
 
 
+cdef inline void mul_backward(double g, int32_t a, int32_t b, const double *val,
+                              double *grad) noexcept nogil:
+    """SOP_MUL's backward rule for a product of a and b whose gradient is g."""
+    grad[a] += val[b] * g
+    grad[b] += val[a] * g
+
+
 cdef inline void backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,
                                 double *grad, const double *aux) noexcept nogil:
     """micrograd's local rule of node s (children a, b; b < 0 for unary ops): add grad[s]
@@ -54,8 +61,7 @@ cdef inline void backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, cons
         grad[a] += g
         grad[b] += g
     elif op == SOP_MUL:
-        grad[a] += val[b] * g
-        grad[b] += val[a] * g
+        mul_backward(g, a, b, val, grad)
     elif op == SOP_POW_CONST:
         y = aux[s]
         grad[a] += (y * pow(val[a], y - 1.0)) * g
@@ -92,6 +98,16 @@ cdef inline void backward_rule(uint8_t op, int32_t s, int32_t a, int32_t b, cons
     elif op == SOP_ABS:
         x = val[a]
         grad[a] += (1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)) * g
+
+
+cdef inline void muladd_backward(int32_t s, int32_t a, int32_t b, int32_t c, const double *val,
+                                 double *grad) noexcept nogil:
+    """The backward rule of a recorded program's fused node s = a + b * c (replay.pyx): SOP_ADD's
+    rule into a, then SOP_MUL's into b and c for the product, whose gradient starts at 0.0 as a
+    fresh node's does, so the fusion changes no bit."""
+    cdef double g = grad[s]
+    grad[a] += g
+    mul_backward(0.0 + g, b, c, val, grad)
 
 
 cdef inline double tangent_rule(uint8_t op, int32_t s, int32_t a, int32_t b, const double *val,

@@ -705,7 +705,7 @@ cdef class Value:
 
     def __reduce__(self):
         # pickle and deepcopy: the whole graph below this Value, flattened (no recursion)
-        return (_rebuild, _graph_state(self.slot))
+        return (rebuild_graph, _graph_state(self.slot))
 
     def __copy__(self):
         # as copy.copy of micrograd's Value: a new node with the same data, grad and children
@@ -943,9 +943,10 @@ cdef bint _valid_arity(int op, long a, long b, long i):
     return False
 
 
-def _rebuild(bytes ops, bytes flags, list a, list b, list vals, list grads, list auxs,
-             dict labels, dict op_names):
-    """Inverse of Value.__reduce__: rebuild a pickled graph and return its root's handle."""
+def rebuild_graph(bytes ops, bytes flags, list a, list b, list vals, list grads, list auxs,
+                  dict labels, dict op_names):
+    """Inverse of Value.__reduce__ (what a pickle of a Value calls): rebuild the graph and return
+    its root's handle. Everything is validated first; bad input raises ValueError."""
     cdef Py_ssize_t n = len(ops), i
     if n == 0 or not (len(flags) == len(a) == len(b) == len(vals) == len(grads) == len(auxs) == n):
         raise ValueError("corrupt fastgrad Value pickle")
@@ -1017,7 +1018,7 @@ def arena_stats():
     }
 
 
-def _compact_now():
+def compact_now():
     """Compact the arena immediately (for tests: compaction otherwise runs when space is short)."""
     if A.size:
         _compact()

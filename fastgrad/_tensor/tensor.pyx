@@ -608,6 +608,6 @@ cdef class Tensor:
             if seed.shape != self._data.shape:
                 raise ValueError(f"backward(): grad of shape {seed.shape} does not match the "
                                  f"tensor's shape {self._data.shape}")
-        if _run_backward == NULL:
-            import fastgrad._tensor.sweep       # installs the sweep (the package imports it)
+        if _run_backward == NULL:  # pragma: no cover - fastgrad._tensor imports sweep first
+            raise RuntimeError("fastgrad's reverse sweep is not loaded: import fastgrad._tensor")
         _run_backward(self, seed)

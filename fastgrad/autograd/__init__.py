@@ -1,5 +1,6 @@
 """Autograd utilities beyond ``backward()`` (``torch.autograd``'s home): forward mode
-(``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``, for Values and Tensors alike.
+(``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``; all but ``Dual`` (Values only) take
+Values and Tensors alike.
 
 >>> from fastgrad import Value
 >>> from fastgrad.autograd import gradcheck, jvp

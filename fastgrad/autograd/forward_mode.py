@@ -15,7 +15,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastgrad import engine
-from fastgrad._scalar import reference
 from fastgrad._tensor import Tensor, tensor_jvp
 
 __all__ = ["jvp", "forward_grad", "Dual"]
@@ -48,8 +47,8 @@ def jvp(output, tangents):
         return tensor_jvp(output, dict(tangents))
     if isinstance(output, engine.Value):
         return engine.jvp(output, tangents)
-    if isinstance(output, reference.Value):  # the reference engine's Values, in any session
-        return reference.jvp(output, tangents)
+    if isinstance(output, engine.reference.Value):  # the reference engine's Values, in any session
+        return engine.reference.jvp(output, tangents)
     raise TypeError(f"jvp needs a Value or a Tensor output, not {type(output).__name__}")
 
 

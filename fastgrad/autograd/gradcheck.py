@@ -5,7 +5,6 @@ import math
 import numpy as np
 
 from fastgrad import engine
-from fastgrad._scalar import reference
 from fastgrad._tensor import Tensor, no_grad
 
 __all__ = ["gradcheck", "GradcheckError"]
@@ -84,7 +83,7 @@ def gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         i, element, analytic, numeric, abs_error, rel_error)
 
 
-_VALUE_TYPES = (engine.Value, reference.Value)
+_VALUE_TYPES = (engine.Value, engine.reference.Value)
 
 
 def _value_entries(f, inputs, eps):

@@ -275,16 +275,23 @@ class Module:
                          remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
         """(dotted name, parameter) pairs: this module's own parameters in registration order,
         then each submodule's (through its own ``named_parameters``); with
-        ``remove_duplicate``, a parameter shared by two modules comes once."""
-        memo: set[int] = set()
-        for name, p in self._parameter_items(prefix, recurse):
-            if remove_duplicate:
-                if id(p) in memo:
-                    continue
-                memo.add(id(p))
-            yield name, p
+        ``remove_duplicate``, a parameter shared by two modules comes once. A micrograd-style
+        module, which lists its parameters in its own ``parameters()`` and registers none,
+        names them by position: "0", "1", ..."""
+        if self._lists_its_own_parameters():
+            pairs = _numbered(prefix, self.parameters())
+        else:
+            pairs = self._registered_parameters(prefix, recurse)
+        yield from _unique(pairs) if remove_duplicate else pairs
 
-    def _parameter_items(self, prefix: str, recurse: bool) -> Iterator[tuple[str, Any]]:
+    def parameters(self, recurse: bool = True) -> Iterator[Any]:
+        """The parameters to train, for an optimizer (an iterator, as in PyTorch)."""
+        # the registered ones: an override of parameters() may call this through super()
+        for _, p in _unique(self._registered_parameters("", recurse)):
+            yield p
+
+    def _registered_parameters(self, prefix: str, recurse: bool) -> Iterator[tuple[str, Any]]:
+        """This module's registered parameters, then each submodule's named_parameters."""
         dot = prefix + "." if prefix else ""
         for name, p in getattr(self, "_parameters", {}).items():
             if p is not None:
@@ -293,10 +300,10 @@ class Module:
             for name, child in self._child_items():
                 yield from child.named_parameters(dot + name, remove_duplicate=False)
 
-    def parameters(self, recurse: bool = True) -> Iterator[Any]:
-        """The parameters to train, for an optimizer (an iterator, as in PyTorch)."""
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+    def _lists_its_own_parameters(self) -> bool:
+        """micrograd's way: parameters() overridden, nothing registered, no submodules."""
+        return (type(self).parameters is not Module.parameters
+                and not getattr(self, "_parameters", None) and not self._child_items())
 
     def named_buffers(self, prefix: str = "", recurse: bool = True,
                       remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
@@ -414,3 +421,19 @@ class Module:
             return f"{type(self).__name__}({lines[0]})"
         body = "".join(f"\n  {line}" for line in lines)
         return f"{type(self).__name__}({body}\n)" if lines else f"{type(self).__name__}()"
+
+
+def _unique(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The pairs whose object was not seen before (a shared parameter once)."""
+    seen: set[int] = set()
+    for name, p in pairs:
+        if id(p) not in seen:
+            seen.add(id(p))
+            yield name, p
+
+
+def _numbered(prefix: str, items: Any) -> Iterator[tuple[str, Any]]:
+    """("prefix.0", item0), ("prefix.1", item1), ..."""
+    dot = prefix + "." if prefix else ""
+    for i, item in enumerate(items):
+        yield f"{dot}{i}", item

@@ -3,8 +3,15 @@
 They update ``Tensor`` parameters in place and also take the scalar engine's ``Value``s.
 """
 
-from fastgrad.optim.adam import Adam, AdamW
-from fastgrad.optim.optimizer import Optimizer
-from fastgrad.optim.sgd import SGD
+try:
+    from fastgrad.optim import _kernels  # noqa: F401  (the compiled update loops of sgd and adam)
+except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(f"fastgrad's compiled optimizer kernels (fastgrad.optim._kernels) are not "
+                      f"built or cannot be loaded: {exc}. Build them with `pip install .` (or "
+                      "`python setup.py build_ext --inplace` in a checkout).") from exc
+
+from fastgrad.optim.adam import Adam, AdamW  # noqa: E402
+from fastgrad.optim.optimizer import Optimizer  # noqa: E402
+from fastgrad.optim.sgd import SGD  # noqa: E402
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
