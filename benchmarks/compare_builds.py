@@ -1,10 +1,12 @@
 """Two builds of fastgrad timed in one run: ``python -m fastgrad.bench`` on each, interleaved.
 
 Each round runs the benchmark command once per build (in alternating order, so drifting machine
-load hits both alike) from that build's checkout, and the table gives, for every row and engine,
-the median over rounds of the other build's time divided by this build's (> 1: this build is
-faster), with the spread over rounds. A checkout needs its extensions built in place
-(``python setup.py build_ext --inplace``).
+load hits both alike) from that build's checkout. The first table gives, for every row and
+engine, the median over rounds of the base build's time divided by this build's (> 1: this
+build is faster), with the spread over rounds. The second gives the benchmark's own ratios
+(each other engine's time / fastgrad's, measured in the same run, so machine load mostly
+cancels) for both builds, and this build's over the base's. A checkout needs its extensions
+built in place (``python setup.py build_ext --inplace``).
 
     python benchmarks/compare_builds.py --base ../old-checkout            # full, 3 rounds
     python benchmarks/compare_builds.py --base ../old-checkout --quick --rounds 5
@@ -29,11 +31,19 @@ def run_bench(checkout, args):
 
 
 def medians(report):
-    """(workload, metric, engine) -> median time; and the rows' labels."""
+    """(workload, metric, engine) -> median time, the same -> other engine / fastgrad, and the
+    rows' labels."""
     times = {(row["workload"], row["metric"], engine): r["median"] for row in report["rows"]
              for engine, r in row["results"].items() if "median" in r}  # not failed runs
+    ratios = {(row["workload"], row["metric"], engine): ratio for row in report["rows"]
+              for engine, ratio in row.get("ratios", {}).items()}
     labels = {(row["workload"], row["metric"]): row["label"] for row in report["rows"]}
-    return times, labels
+    return times, ratios, labels
+
+
+def spread(values):
+    """median (min-max)"""
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def main():
@@ -46,12 +56,14 @@ def main():
     bench_args = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else [])
     builds = {"this": HERE, "base": os.path.abspath(args.base)}
     runs: dict[str, list] = {name: [] for name in builds}
+    engine_ratios: dict[str, list] = {name: [] for name in builds}
     labels = {}
     for k in range(args.rounds):
         order = list(builds) if k % 2 == 0 else list(reversed(builds))
         for name in order:
-            times, row_labels = medians(run_bench(builds[name], bench_args))
+            times, ratios, row_labels = medians(run_bench(builds[name], bench_args))
             runs[name].append(times)
+            engine_ratios[name].append(ratios)
             labels.update(row_labels if name == "this" else {})
             print(f"round {k + 1}/{args.rounds}: {name} done", file=sys.stderr)
     print(f"base / this, median (min-max) over {args.rounds} interleaved rounds; > 1: this "
@@ -64,8 +76,19 @@ def main():
         ratios = [b[key] / t[key] for t, b in zip(runs["this"], runs["base"])]
         this = statistics.median(r[key] for r in runs["this"])
         base = statistics.median(r[key] for r in runs["base"])
-        print(f"| {labels[key[:2]]} | {key[2]} | {this:.4g} | {base:.4g} | "
-              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) |")
+        print(f"| {labels[key[:2]]} | {key[2]} | {this:.4g} | {base:.4g} | {spread(ratios)} |")
+    print()
+    print("other engine / fastgrad, measured within each run: median (min-max) over rounds")
+    print("| row | engine | this | base | this / base |")
+    print("|---|---|---|---|---|")
+    for key in engine_ratios["this"][0]:
+        if not all(key in r for r in engine_ratios["this"] + engine_ratios["base"]):
+            continue
+        this_r = [r[key] for r in engine_ratios["this"]]
+        base_r = [r[key] for r in engine_ratios["base"]]
+        change = [t / b for t, b in zip(this_r, base_r)]
+        print(f"| {labels[key[:2]]} | {key[2]} | {spread(this_r)} | {spread(base_r)} | "
+              f"{spread(change)} |")
 
 
 if __name__ == "__main__":
