@@ -221,10 +221,12 @@ def test_the_arena_gives_memory_back_after_a_big_graph_is_dropped():
     for _ in range(arena_stats()["capacity"] + 200_000):
         y = y + x
     big = arena_stats()["capacity"]
+    assert big >= 262_144
     del y
     compact_now()
     for _ in range(3):
         compact_soon()  # the next compactions find it mostly dead and shrink it
-    assert arena_stats()["capacity"] < big // 4
+    # down to a quarter or less (65,536 slots, below which an arena keeps its memory)
+    assert arena_stats()["capacity"] <= big // 4
     (x * x).backward()
     assert x.grad == 2.0
