@@ -206,10 +206,13 @@ def test_layer_checks_its_inputs():
         layer([1.0])
     with pytest.raises(TypeError):
         layer([1.0, "x"])
-    if COMPILED:  # the reference engine, like micrograd, would take a number as bias
-        layer.neurons[0].b = 0.5
-        with pytest.raises(TypeError, match="b must be a Value"):
-            layer([1.0, 2.0])
+    # a number as bias, or as a weight, works as in micrograd (through Python's operators)
+    layer.neurons[0].b = 0.5
+    layer.neurons[1].w[0] = 2.0
+    out = layer([1.0, 2.0])
+    w = layer.neurons[0].w
+    assert out[0].data == max(0.0, 0.5 + w[0].data * 1.0 + w[1].data * 2.0)
+    assert out[1].data == max(0.0, 0.0 + 2.0 * 1.0 + layer.neurons[1].w[1].data * 2.0)
     # every neuron sees the whole input, even when it comes from a generator
     random.seed(6)
     layer = nn.Layer(2, 3)

@@ -27,6 +27,11 @@ cdef enum:
     FLAG_LABEL = 1          # a label is stored in the side table
     FLAG_OP_NAME = 2        # a user-given _op string is stored in the side table
     FLAG_INT_EXPONENT = 4   # SOP_POW_CONST: exponent came from an int (spelled '**2', not '**2.0')
+    # The handle carries Python state the node must keep (attributes, a _backward closure, or
+    # it is an instance of a subclass), so it has to live as long as the node does.
+    FLAG_STICKY = 8
+    FLAG_OWNED = 16         # A.handle is a strong reference (a sticky handle the graph still uses)
+    FLAG_CLOSURE = 32       # backward() calls the handle's user_backward instead of the op's rule
 
 ctypedef struct Arena:
     # Slots are in creation order: a node's children always sit below it, so descending slot
@@ -40,7 +45,7 @@ ctypedef struct Arena:
     double *val
     double *grad
     double *aux          # constant operand (the exponent of x**3)
-    PyObject **handle    # borrowed pointer to the live handle of this slot, or NULL
+    PyObject **handle    # the live handle of this slot, or NULL (borrowed, unless FLAG_OWNED)
     uint64_t *reach      # one bit per slot: reached by the current sweep (all 0 between sweeps)
     int32_t *order       # scratch: reachable slots in ascending order; compaction's forward map
     int32_t size         # slots handed out (alive or dead), all below this index

@@ -13,6 +13,7 @@
 # Slots move when the arena compacts, and compaction can happen whenever Python code runs. So
 # every number is converted and every slot read before topo_order(), and from topo_order() to
 # the end of the sweep nothing runs but C.
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport qsort
 
@@ -108,7 +109,7 @@ def jvp(Value output not None, tangents):
     cdef list keys = []
     cdef list numbers = []
     for key, number in dict(tangents).items():
-        if type(key) is not Value:
+        if not isinstance(key, Value):
             raise TypeError(f"tangents must map Values to numbers; got a key of type "
                             f"{type(key).__name__}")
         keys.append(key)
@@ -123,6 +124,18 @@ def jvp(Value output not None, tangents):
     for i in range(k):
         seeds[i].slot = (<Value>keys[i]).slot
     qsort(seeds, k, sizeof(Seed), _by_slot)
-    cdef int32_t n = topo_order(output.slot)
+    cdef int32_t n = topo_order(output.slot), j
+    for j in range(n):
+        if A.flags[A.order[j]] & FLAG_CLOSURE:
+            raise_for_closure(A.handle[A.order[j]])
     cdef double result = _sweep(n, A.order, tan, seeds, k)
     return result
+
+
+cdef int raise_for_closure(PyObject *node) except -1:
+    # Forward mode has each op's tangent rule; a node's own _backward closure gives none.
+    # (A node with a closure always has its handle: the arena keeps it.)
+    raise RuntimeError(
+        f"jvp: the node {<object>node!r} (op {(<object>node)._op!r}) has a _backward closure of "
+        "its own; forward mode needs a tangent rule, which a closure does not give (use "
+        "backward() instead)")

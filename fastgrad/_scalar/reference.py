@@ -11,6 +11,8 @@ import itertools
 import math
 import numbers
 
+from fastgrad._scalar.attributes import ValueAttributes
+
 __all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "RULES"]
 
 
@@ -358,7 +360,18 @@ RULES = {"LEAF": _NoDerivative, "OPAQUE": _NoDerivative, "ADD": _Add, "MUL": _Mu
          "LOG": _Log, "SIGMOID": _Sigmoid, "MAX": _Max, "MIN": _Min, "ABS": _Abs}
 
 
-class Value:
+class _Node:
+    """Gives Value its instance dict, which Value's ``__dict__`` shows as micrograd lists it."""
+
+
+_instance_dict = _Node.__dict__["__dict__"].__get__  # a Value's real attribute dict
+# What ``vars(v)`` leaves out of that dict: the engine's own bookkeeping, and what it lists
+# under micrograd's names already.
+_PRIVATE = frozenset({"_children", "_rule", "_exponent", "_created", "_closure", "data", "grad",
+                      "_op", "label"})
+
+
+class Value(_Node):
     """A scalar and its gradient: micrograd's Value, plus tanh, exp, log, sigmoid, Value**Value,
     max, min and abs.
 
@@ -372,20 +385,60 @@ class Value:
     __array_ufunc__ = None  # numpy scalars on the left defer to Value
 
     def __init__(self, data, _children=(), _op='', label=''):
+        children = tuple(_children)
+        if len(children) > 2:  # as the compiled engine, which stores two children per node
+            raise ValueError(f"a fastgrad Value records at most two children, got {len(children)}")
+        for c in children:
+            if not isinstance(c, Value):
+                raise TypeError(f"_children must be Values, not {type(c).__name__}")
+            if c is self:
+                raise ValueError("a Value cannot be its own child")
+        if not isinstance(_op, str) or not isinstance(label, str):
+            raise TypeError(f"{'_op' if not isinstance(_op, str) else 'label'} must be a str")
         self.data = _to_float(data)
         self.grad = 0.0
-        self._children = tuple(_children)
-        self._op = _op
-        self.label = label
+        self._children = children
+        self._op = str(_op)
+        self.label = str(label)
         self._rule = _NoDerivative
         self._exponent = None
+        self._closure = None  # micrograd's __init__ gives every Value a no-op _backward
         self._created = next(_creation_counter)
+
+    @property
+    def __dict__(self):
+        """micrograd's attributes, then the script's own (a live view)."""
+        return ValueAttributes(self, _instance_dict(self), _PRIVATE)
+
+    def __dir__(self):
+        # object.__dir__ finds no instance attributes in the view __dict__ gives
+        return sorted(set(object.__dir__(self)) | set(self.__dict__) | {"label"})
 
     @property
     def _prev(self):
         return set(self._children)
 
+    @property
     def _backward(self):
+        """The closure assigned to this node, or else its op's rule as a callable."""
+        return self._apply_rule if self._closure is None else self._closure
+
+    @_backward.setter
+    def _backward(self, fn):
+        if getattr(fn, "__func__", None) is Value._apply_rule and fn.__self__ is self:
+            self._closure = None  # its own rule back
+        elif not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
+        else:
+            self._closure = fn
+
+    @_backward.deleter
+    def _backward(self):
+        if self._closure is None:
+            raise AttributeError("_backward: this Value has no closure of its own to delete")
+        self._closure = None
+
+    def _apply_rule(self):
         self._rule.backward(self)
 
     @staticmethod
@@ -400,6 +453,7 @@ class Value:
         out.label = ''
         out._rule = rule
         out._exponent = None
+        out._closure = None
         out._created = next(_creation_counter)
         return out
 
@@ -507,7 +561,10 @@ class Value:
         # a node is always created after its children: latest first is a topological order
         self.grad = 1.0
         for v in reversed(_topological(self)):
-            v._backward()
+            if v._closure is None:
+                v._rule.backward(v)
+            else:
+                v._closure()
 
     def __repr__(self):
         return f"Value(data={self.data!r}, grad={self.grad!r})"
@@ -548,6 +605,8 @@ def jvp(output, tangents):
         seeds[id(key)] = float(number)
     tangent: dict[int, float] = {}
     for v in _topological(output):
+        if v._closure is not None:
+            raise_for_closure(v)
         kids = v._children
         ta = tangent[id(kids[0])] if kids else 0.0
         tb = tangent[id(kids[1])] if len(kids) > 1 else 0.0
@@ -556,6 +615,13 @@ def jvp(output, tangents):
             t = t + seeds[id(v)]
         tangent[id(v)] = t
     return tangent[id(output)]
+
+
+def raise_for_closure(node):
+    """Forward mode has each op's tangent rule; a node's own _backward closure gives none."""
+    raise RuntimeError(
+        f"jvp: the node {node!r} (op {node._op!r}) has a _backward closure of its own; forward "
+        "mode needs a tangent rule, which a closure does not give (use backward() instead)")
 
 
 def record(output, inputs=None, params=None, outputs=None):

@@ -466,7 +466,7 @@ def record(output, inputs=None, params=None, outputs=None):
     >>> prog.forward([3.0, 4.0])
     3.5
     """
-    if type(output) is not Value:
+    if not isinstance(output, Value):
         raise TypeError(f"record() needs a Value to record, not "
                         f"{type(output).__name__}{_pure_hint(output)}")
     cdef list in_values = [], out_values = [], par_values = None
@@ -520,6 +520,11 @@ cdef int _record_into(Program prog, int32_t root, list in_values, list par_value
     memset(role, 0, <size_t>n * sizeof(int32_t))
     for i in range(n):
         pos[order[i]] = i
+        if A.flags[order[i]] & FLAG_CLOSURE:
+            raise ValueError(
+                f"cannot record a graph with a node whose _backward is a Python closure "
+                f"({<object>A.handle[order[i]]!r}, op {(<object>A.handle[order[i]])._op!r}): "
+                "a program replays compiled rules only")
         if A.op[order[i]] == SOP_OPAQUE:
             raise ValueError(
                 "cannot record a graph with a node built as Value(data, _children, _op): its "
@@ -667,7 +672,7 @@ def _restore(int version, Py_ssize_t n_nodes, Py_ssize_t n_params, Py_ssize_t n_
             or len(leaves) != n_params + n_inputs or not (0 <= root < n)):
         raise ValueError("corrupt fastgrad Program pickle")
     for v in leaves:
-        if type(v) is not Value:
+        if not isinstance(v, Value):
             raise ValueError("corrupt fastgrad Program pickle: a leaf is not a Value")
     if len({id(v) for v in leaves}) != len(leaves):
         raise ValueError("corrupt fastgrad Program pickle: a leaf is listed twice")
@@ -751,7 +756,7 @@ def sgd_step(params, double lr):
     cdef Py_ssize_t k
     cdef int32_t s
     for k in range(len(ps)):
-        if type(ps[k]) is not Value:
+        if not isinstance(ps[k], Value):
             raise TypeError(f"params must be Values, not {type(ps[k]).__name__}")
     for k in range(len(ps)):
         s = _slot(ps, k)

@@ -1,18 +1,22 @@
 # What other compiled modules may use of the scalar engine: the arena and its primitives.
-cimport cython
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, uint8_t
 from fastgrad._scalar.arena cimport Arena
 
 # The one arena holding every scalar node (layout and invariants in arena.pxd).
 cdef Arena A
 
-# A Value is a handle: it holds its slot alive and is what A.handle[slot] points to (borrowed).
+# A Value is a handle: it holds its slot alive and is what A.handle[slot] points to.
 # Invariant: A.handle[v.slot] is v for every live handle v, and a compaction that moves the slot
 # updates v.slot; so read `slot` only after the last reserve() (see below).
-@cython.final
+# Not final: micrograd scripts subclass Value and add methods to it (value.pyx, "Python state").
 cdef class Value:
     cdef int32_t slot           # the node's slot in A (-1 only while the handle is being made)
     cdef object __weakref__     # Values can be weakly referenced (dict keys in user code)
+    # Python state, as owned raw pointers so that Cython sees no object field (value.pyx makes
+    # the type collectable itself: plain handles then cost no collector work):
+    cdef PyObject *attributes     # the instance dict (v.name = ...), made on first use, or NULL
+    cdef PyObject *user_backward  # a closure assigned to v._backward (FLAG_CLOSURE), or NULL
 
 # Building: call reserve(k) first, and read handles' slots only after it (reserving may
 # compact the arena, which moves slots); the next k new_node/new_leaf calls cannot fail.

@@ -19,10 +19,19 @@
 # The GIL protects the arena: the sweeps are `nogil` functions (so Cython guarantees they touch
 # no Python object) but are called with the GIL held, because another thread creating a Value
 # could otherwise reallocate the arrays under them.
+#
+# Extending Value as micrograd users do (attributes, `_backward` closures, subclasses, methods
+# added to the class) makes a handle carry Python state, which must live as long as its node,
+# not just as long as the caller's reference: such a handle is "sticky", and the arena holds a
+# reference to it while the node may still be reached from a live handle (compaction drops the
+# reference otherwise; a closure that captures its own node is then a cycle for Python's
+# collector). A backward pass through a node with a closure calls it at the node's turn, with
+# compaction paused so that slots cannot move under the sweep.
 cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
-from cpython.object cimport PyObject
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
+from cpython.ref cimport Py_CLEAR, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.math cimport exp, floor, isfinite, isinf, log, pow
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint64_t
@@ -34,6 +43,9 @@ from fastgrad._scalar.arena cimport *
 from fastgrad._scalar.rules cimport backward_rule, value_rule
 
 import numbers
+import pickle
+
+from fastgrad._scalar.attributes import ValueAttributes
 
 cdef extern from *:
     """
@@ -47,6 +59,64 @@ cdef extern from *:
     #endif
     """
     int fg_highest_bit(unsigned long long x) noexcept nogil
+
+cdef extern from *:
+    """
+    /* Value's Python state (instance dict, closure) is held in raw pointer fields, so Cython
+       makes a type the cyclic collector does not know, with no per-handle collector work.
+       These make it collectable: a handle is tracked only once it carries state. */
+    static Py_ssize_t fg_attributes_offset, fg_closure_offset;
+    static destructor fg_generated_dealloc;
+    #define FG_FIELD(o, offset) (*(PyObject **)((char *)(o) + (offset)))
+    static int fg_traverse(PyObject *o, visitproc visit, void *arg) {
+        Py_VISIT(FG_FIELD(o, fg_attributes_offset));
+        Py_VISIT(FG_FIELD(o, fg_closure_offset));
+        return 0;
+    }
+    static int fg_clear(PyObject *o) {
+        Py_CLEAR(FG_FIELD(o, fg_attributes_offset));
+        Py_CLEAR(FG_FIELD(o, fg_closure_offset));
+        return 0;
+    }
+    static void fg_dealloc(PyObject *o) {
+        PyObject_GC_UnTrack(o);
+        fg_generated_dealloc(o);
+    }
+    /* The two fields follow __weakref__, last in the object; returns -1 if they do not. */
+    static int fg_make_collectable(PyTypeObject *t) {
+        Py_ssize_t attributes = t->tp_weaklistoffset + (Py_ssize_t)sizeof(PyObject *);
+        if (t->tp_weaklistoffset <= 0
+                || attributes + 2 * (Py_ssize_t)sizeof(PyObject *) != t->tp_basicsize)
+            return -1;
+        fg_attributes_offset = attributes;
+        fg_closure_offset = attributes + (Py_ssize_t)sizeof(PyObject *);
+        t->tp_dictoffset = attributes;
+        t->tp_flags |= Py_TPFLAGS_HAVE_GC;
+        t->tp_traverse = fg_traverse;
+        t->tp_clear = fg_clear;
+        t->tp_free = PyObject_GC_Del;
+        fg_generated_dealloc = t->tp_dealloc;
+        t->tp_dealloc = fg_dealloc;
+        return 0;
+    }
+    """
+    int fg_make_collectable(PyTypeObject *t)
+
+cdef extern from "Python.h":
+    # The fields of a type object that Value's set-up and the patch check read.
+    ctypedef struct _TypeFields "PyTypeObject":
+        unsigned long tp_flags
+        unsigned int tp_version_tag
+        PyObject *tp_dict
+    unsigned long Py_TPFLAGS_IMMUTABLETYPE
+    void PyType_Modified(PyTypeObject *)
+    PyObject *_PyType_Lookup(PyTypeObject *, PyObject *)
+    int PyObject_GenericSetAttr(PyObject *, PyObject *, PyObject *) except -1
+    void PyObject_GC_Track(void *)
+    void PyObject_GC_UnTrack(void *)
+    int PyObject_GC_IsTracked(PyObject *)
+    object PyObject_GenericGetDict(object, void *)  # a new empty dict if there was none
+    int PyObject_GenericSetDict(object, object, void *) except -1
 
 cdef object _Real = numbers.Real
 
@@ -63,6 +133,10 @@ OP_SYMBOLS = _OP_SYMBOLS  # the same, for Python (a test checks it against the o
 
 A.size = 0
 A.capacity = 0
+
+cdef Py_ssize_t _owned = 0     # handles the arena holds a reference to (FLAG_OWNED)
+cdef Py_ssize_t _closures = 0  # nodes whose handle has a user _backward (FLAG_CLOSURE)
+cdef int _pins = 0             # sweeps calling user code: the arena may grow, not compact
 
 # ---------------------------------------------------------------------------------------------
 # Arena storage
@@ -117,16 +191,47 @@ cdef int32_t _mark_alive(int32_t *alive) noexcept nogil:
     return count
 
 
-cdef void _compact():
-    """Slide the live nodes down over the dead ones, keeping their order; re-point handles."""
+cdef int _compact() except -1:
+    """Slide the live nodes down over the dead ones, keeping their order; re-point handles.
+
+    May run user code (finalizers of sticky handles let go), after the arena is consistent."""
     # While A.order is the slot map nothing may re-enter the arena: on Python < 3.12 any
     # allocation can start the cyclic collector, whose finalizers could build Values.
+    cdef list let_go = None
     cdef int was_enabled = PyGC_Disable()
     try:
+        if _owned:
+            let_go = _release_unreached()
         _slide_live_nodes()
     finally:
         if was_enabled:
             PyGC_Enable()
+    let_go = None  # the last reference to some handles: their finalizers may build Values
+    return 0
+
+
+cdef list _release_unreached():
+    """Stop owning the sticky handles no other live handle reaches; returns them (the
+    caller drops them once the arena is consistent again)."""
+    global _owned
+    cdef int32_t *reached = A.order
+    cdef int32_t s
+    cdef list let_go = []
+    memset(reached, 0, sizeof(int32_t) * <size_t>A.size)
+    for s in range(A.size - 1, -1, -1):  # parents before children
+        if reached[s] or (A.handle[s] != NULL and not A.flags[s] & FLAG_OWNED):
+            reached[s] = 1
+            if A.a[s] >= 0:
+                reached[A.a[s]] = 1
+            if A.b[s] >= 0:
+                reached[A.b[s]] = 1
+    for s in range(A.size):
+        if A.flags[s] & FLAG_OWNED and not reached[s]:
+            let_go.append(<object>A.handle[s])
+            A.flags[s] &= ~FLAG_OWNED
+            _owned -= 1
+            Py_DECREF(<object>A.handle[s])  # the arena's reference; the list holds one
+    return let_go
 
 
 cdef void _slide_live_nodes():
@@ -181,7 +286,7 @@ cdef int reserve(int32_t k) except -1:
     cdef long long needed = <long long>A.size + k
     if needed <= A.capacity:
         return 0
-    if A.size > 0:
+    if A.size > 0 and not _pins:
         _compact()
         needed = <long long>A.size + k
         # Room for as many again keeps compactions rare (each slot is scanned O(1) times on
@@ -193,8 +298,27 @@ cdef int reserve(int32_t k) except -1:
     return 0
 
 
+cdef inline void _own(int32_t s) noexcept:
+    """The arena keeps slot s's (live) handle alive from now on."""
+    global _owned
+    if not A.flags[s] & FLAG_OWNED:
+        Py_INCREF(<object>A.handle[s])
+        A.flags[s] |= FLAG_OWNED
+        _owned += 1
+
+
+cdef inline void _keep(int32_t child) noexcept:
+    """child gets a parent: a sticky handle must now live as long as the node."""
+    if (A.flags[child] & (FLAG_STICKY | FLAG_OWNED)) == FLAG_STICKY:
+        _own(child)
+
+
 cdef int32_t new_node(uint8_t op, int32_t a, int32_t b, double v, double aux) noexcept:
     """A node with children a, b (or -1). Needs a prior reserve()."""
+    if a >= 0:
+        _keep(a)
+    if b >= 0:
+        _keep(b)
     cdef int32_t s = A.size
     A.size += 1
     A.op[s] = op
@@ -221,13 +345,24 @@ cdef int32_t _adopt = -1
 
 cdef Value wrap(int32_t s):
     """The new handle of slot s (which has no live handle)."""
+    return _wrap_as(Value, s)
+
+
+cdef Value _wrap_as(type cls, int32_t s):
+    """A new handle of class cls (Value or a subclass) for slot s."""
     global _adopt
+    # Allocating a handle can start the cyclic collector (Python < 3.12), whose finalizers
+    # could create Values of their own: the first of them would adopt slot s.
+    cdef int was_enabled = PyGC_Disable()
     _adopt = s
     try:
-        return Value.__new__(Value)
-    except BaseException:
+        if cls is Value:
+            return Value.__new__(Value)  # compiles to a direct call of the type's tp_new
+        return Value.__new__(cls)  # not a subclass's own __new__: no user code while adopting
+    finally:
         _adopt = -1
-        raise
+        if was_enabled:
+            PyGC_Enable()
 
 
 cdef inline object _handle_of(int32_t s):
@@ -320,7 +455,7 @@ cdef inline object _binary(Value v, object other, uint8_t op):
     Value(other)); NotImplemented for anything else."""
     cdef double x
     cdef int32_t c
-    if type(other) is Value:
+    if isinstance(other, Value):
         reserve(1)
         return wrap(_bin(op, v.slot, (<Value>other).slot))
     if not _as_number(other, &x):
@@ -427,6 +562,138 @@ cdef void _backward_sweep(int32_t root) noexcept nogil:
 # The handle
 
 
+# ---------------------------------------------------------------------------------------------
+# Methods a script replaces on Value
+#
+# micrograd composes some ops from others (a - b is a + (-b), a Neuron is sum(wi*xi) + b then
+# relu) and a script may replace any of them (Value.__add__ = ..., Value.relu = ...). While none
+# is replaced, fastgrad builds those ops' nodes in one compiled step; once one is, or a subclass
+# instance takes part, they are composed from Python operators exactly as micrograd does.
+
+# The methods micrograd's compositions call, and fastgrad's own versions (set after the class).
+cdef tuple _COMPOSED_FROM = ('__add__', '__radd__', '__mul__', '__rmul__', '__neg__', '__sub__',
+                             '__rsub__', '__truediv__', '__rtruediv__', '__pow__', '__rpow__',
+                             'relu')
+cdef dict _own_methods = {}
+# Value's type version tag when its methods were last found to be fastgrad's own: any change to
+# the class gives it a new tag, so the common case costs one comparison.
+cdef unsigned int _unreplaced_tag = 0
+
+
+cdef bint _methods_replaced() except -1:
+    cdef _TypeFields *t = <_TypeFields *>Value
+    if t.tp_version_tag != 0 and t.tp_version_tag == _unreplaced_tag:
+        return False
+    return _check_methods()
+
+
+cdef bint _check_methods() except -1:
+    global _unreplaced_tag
+    cdef _TypeFields *t = <_TypeFields *>Value
+    cdef dict methods = <dict>t.tp_dict
+    for name, own in _own_methods.items():
+        if methods.get(name) is not own:
+            return True
+    _PyType_Lookup(<PyTypeObject *>Value, <PyObject *>'__add__')  # assigns a tag if it has none
+    _unreplaced_tag = t.tp_version_tag
+    return False
+
+
+cdef inline bint _through_python(Value v, object other) except -1:
+    """Compose the op from Python operators, as micrograd does: a method it calls may have been
+    replaced on Value, or overridden by a subclass of an operand."""
+    if type(v) is not Value:
+        return True
+    if type(other) is not Value and isinstance(other, Value):
+        return True
+    return _methods_replaced()
+
+
+# ---------------------------------------------------------------------------------------------
+# Python state on handles
+
+
+cdef inline dict _attributes_of(Value v):
+    """v's instance dict (made on first use)."""
+    return <dict>PyObject_GenericGetDict(v, NULL)
+
+
+cdef bint _is_property(type cls, object name):
+    """name is a data descriptor of cls (data, grad, ...), not an attribute of the instance."""
+    cdef PyObject *found = _PyType_Lookup(<PyTypeObject *>cls, <PyObject *>name)
+    return found != NULL and (<PyTypeObject *>Py_TYPE(<object>found)).tp_descr_set != NULL
+
+
+cdef void _make_sticky(Value v):
+    """v carries state its node must keep: track it for the cyclic collector, and own it."""
+    if not PyObject_GC_IsTracked(<PyObject *>v):
+        PyObject_GC_Track(<void *>v)
+    A.flags[v.slot] |= FLAG_STICKY
+    _own(v.slot)
+
+
+cdef int _set_closure(Value v, object fn) except -1:
+    global _closures
+    cdef PyObject *old = v.user_backward
+    Py_INCREF(fn)
+    v.user_backward = <PyObject *>fn
+    if not A.flags[v.slot] & FLAG_CLOSURE:
+        A.flags[v.slot] |= FLAG_CLOSURE
+        _closures += 1
+    _make_sticky(v)
+    Py_XDECREF(old)  # last: dropping it may run any code
+    return 0
+
+
+cdef int _clear_closure(Value v) except -1:
+    global _closures
+    cdef PyObject *old = v.user_backward
+    v.user_backward = NULL
+    if A.flags[v.slot] & FLAG_CLOSURE:
+        A.flags[v.slot] &= ~FLAG_CLOSURE
+        _closures -= 1
+    Py_XDECREF(old)  # last: dropping it may run any code
+    return 0
+
+
+cdef inline object _closure_of(Value v):
+    """v's closure, or None."""
+    return <object>v.user_backward if v.user_backward != NULL else None
+
+
+@cython.final
+cdef class LocalRule:
+    """A built-in node's own backward step, which ``node._backward`` returns.
+
+    Calling it adds ``node.grad`` times d(node)/d(child) into each child's grad, once: the
+    node-by-node backward of micrograd's lecture. Leaves and nodes built as
+    ``Value(data, _children, _op)`` have no rule, so it does nothing for them.
+
+    >>> a = Value(3.0); b = Value(4.0); c = a * b
+    >>> c.grad = 1.0
+    >>> c._backward()
+    >>> a.grad, b.grad
+    (4.0, 3.0)
+    """
+
+    cdef readonly Value node
+
+    def __cinit__(self, Value node not None):
+        self.node = node
+
+    def __call__(self):
+        cdef int32_t s = self.node.slot
+        if A.a[s] >= 0:
+            backward_rule(A.op[s], s, A.a[s], A.b[s], A.val, A.grad, A.aux)
+
+    def __repr__(self):
+        return f"<backward rule of {self.node!r}, op {self.node._op!r}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# The handle
+
+
 @cython.freelist(1024)
 cdef class Value:
     """A scalar on the compiled tape; micrograd's Value, attribute for attribute.
@@ -436,6 +703,22 @@ cdef class Value:
     >>> c.backward()
     >>> (c.data, a.grad, b.grad)
     (-2.0, 1.0, 2.0)
+
+    Extended as in micrograd's lecture: an op of your own, with its derivative as a closure.
+
+    >>> import math
+    >>> def cube(self):
+    ...     out = Value(self.data ** 3, (self,), 'cube')
+    ...     def _backward():
+    ...         self.grad += 3 * self.data ** 2 * out.grad
+    ...     out._backward = _backward
+    ...     return out
+    >>> Value.cube = cube
+    >>> x = Value(2.0); y = x.cube() * 2
+    >>> y.backward()
+    >>> x.grad
+    24.0
+    >>> del Value.cube
     """
 
     # numpy scalars on the left (np.float64(2) * v) defer to Value instead of broadcasting.
@@ -452,46 +735,38 @@ cdef class Value:
             _adopt = -1
         self.slot = s
         A.handle[s] = <PyObject *>self
+        if type(self) is Value:
+            # No attributes yet, so nothing for the cyclic collector to look at (it tracks a
+            # handle once it carries state: _make_sticky).
+            PyObject_GC_UnTrack(<void *>self)
+        else:
+            _make_sticky(self)  # a subclass instance is what _prev must give back
 
     def __init__(self, data, _children=(), _op='', label=''):
-        cdef int32_t s, c0 = -1, c1 = -1
         cdef double v = _to_double(data)
-        cdef tuple children = tuple(_children)
-        if len(children) > 2:
-            raise ValueError(
-                f"a fastgrad Value records at most two children, got {len(children)}")
-        for c in children:
-            if type(c) is not Value:
-                raise TypeError(f"_children must be Values, not {type(c).__name__}")
-            if c is self:
-                raise ValueError("a Value cannot be its own child")
+        cdef tuple children = _as_children(_children, self)
         cdef str op_name = _exact_str(_op, "_op")
         cdef str label_text = _exact_str(label, "label")
-        # From here on no Python code runs, so slots stay where they are.
-        s = self.slot
-        if children:
-            c0 = (<Value>children[0]).slot
-            if len(children) == 2:
-                c1 = (<Value>children[1]).slot
-            if c0 > s or c1 > s:
-                # Parents would have to sit below their children: creation order is the
-                # topological order the sweeps rely on.
-                raise ValueError("cannot re-initialise a Value with children created after it")
-        _make_leaf(s)
-        A.val[s] = v
-        if children:
-            A.op[s] = SOP_OPAQUE
-            A.a[s] = c0
-            A.b[s] = c1
+        _clear_closure(self)  # micrograd's __init__ gives every Value a no-op _backward
+        _set_node(self, v, children)
         if op_name:
-            _op_names[s] = op_name
-            A.flags[s] |= FLAG_OP_NAME
-        _set_label(s, label_text)
+            _op_names[self.slot] = op_name
+            A.flags[self.slot] |= FLAG_OP_NAME
+        _set_label(self.slot, label_text)
 
     def __dealloc__(self):
         # The node may live on in its parents; the next compaction decides.
-        if self.slot >= 0:
-            A.handle[self.slot] = NULL
+        global _closures, _owned
+        cdef int32_t s = self.slot
+        if s >= 0:
+            A.handle[s] = NULL
+            if A.flags[s] & FLAG_CLOSURE:
+                _closures -= 1
+            if A.flags[s] & FLAG_OWNED:  # only at interpreter exit
+                _owned -= 1
+            A.flags[s] &= ~(FLAG_STICKY | FLAG_OWNED | FLAG_CLOSURE)
+        Py_CLEAR(self.attributes)
+        Py_CLEAR(self.user_backward)
 
     # -- micrograd's attributes ----------------------------------------------------------------
 
@@ -504,6 +779,10 @@ cdef class Value:
     def data(self, value):
         A.val[self.slot] = _to_double(value)
 
+    @data.deleter
+    def data(self):
+        raise AttributeError("a Value's data cannot be deleted")
+
     @property
     def grad(self):
         """d(root)/d(self) accumulated by backward() (a float)."""
@@ -512,6 +791,10 @@ cdef class Value:
     @grad.setter
     def grad(self, value):
         A.grad[self.slot] = _to_double(value)
+
+    @grad.deleter
+    def grad(self):
+        raise AttributeError("a Value's grad cannot be deleted")
 
     @property
     def _prev(self):
@@ -537,6 +820,37 @@ cdef class Value:
             return f"**{A.aux[s]}"
         return _OP_SYMBOLS[op]
 
+    @_op.setter
+    def _op(self, value):
+        # only how the op is spelled (in drawings); the derivative stays the node's
+        cdef str text = _exact_str(value, "_op")
+        _op_names[self.slot] = text
+        A.flags[self.slot] |= FLAG_OP_NAME
+
+    @property
+    def _backward(self):
+        """The node's backward step: the closure assigned to it, or else its op's rule as a
+        callable (``LocalRule``). backward() calls it at the node's turn."""
+        if A.flags[self.slot] & FLAG_CLOSURE and self.user_backward != NULL:
+            return <object>self.user_backward
+        return LocalRule(self)
+
+    @_backward.setter
+    def _backward(self, fn):
+        if type(fn) is LocalRule and (<LocalRule>fn).node is self:
+            _clear_closure(self)  # its own rule back (saved earlier, and now restored)
+        elif not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
+        else:
+            _set_closure(self, fn)
+
+    @_backward.deleter
+    def _backward(self):
+        # back to the op's own rule (an attribute that was never set cannot be deleted)
+        if not A.flags[self.slot] & FLAG_CLOSURE:
+            raise AttributeError("_backward: this Value has no closure of its own to delete")
+        _clear_closure(self)
+
     @property
     def label(self):
         """A name for drawings and debugging ('' by default)."""
@@ -547,6 +861,18 @@ cdef class Value:
     @label.setter
     def label(self, value):
         _set_label(self.slot, _exact_str(value, "label"))
+
+    def __setattr__(self, name, value):
+        PyObject_GenericSetAttr(<PyObject *>self, <PyObject *>name, <PyObject *>value)
+        if not A.flags[self.slot] & FLAG_STICKY and not _is_property(type(self), name):
+            _make_sticky(self)  # attributes of its own: the node must keep this handle
+
+    def __delattr__(self, name):
+        PyObject_GenericSetAttr(<PyObject *>self, <PyObject *>name, NULL)
+
+    def __dir__(self):
+        # object.__dir__ finds no instance attributes in the view __dict__ gives
+        return sorted(set(object.__dir__(self)) | set(_attributes_of(self)))
 
     def __repr__(self):
         return f"Value(data={A.val[self.slot]!r}, grad={A.grad[self.slot]!r})"
@@ -571,6 +897,8 @@ cdef class Value:
         return self.__mul__(other)
 
     def __neg__(self):
+        if _through_python(self, None):
+            return self * -1
         reserve(2)
         return wrap(_neg(self.slot))
 
@@ -578,6 +906,8 @@ cdef class Value:
         # micrograd: self + (-other)
         cdef double x
         cdef int32_t c
+        if _through_python(self, other):
+            return self + (-other)
         if type(other) is Value:
             reserve(3)
             c = _neg((<Value>other).slot)
@@ -592,6 +922,8 @@ cdef class Value:
         # micrograd: other + (-self), which Python turns into (-self) + other
         cdef double x
         cdef int32_t n, c
+        if _through_python(self, other):
+            return other + (-self)
         if not _as_number(other, &x):
             return NotImplemented
         reserve(4)
@@ -603,6 +935,8 @@ cdef class Value:
         # micrograd: self * other**-1
         cdef double x
         cdef int32_t c
+        if _through_python(self, other):
+            return self * other ** -1
         if type(other) is Value:
             check_pow(A.val[(<Value>other).slot], -1.0)
             reserve(2)
@@ -619,6 +953,8 @@ cdef class Value:
         # micrograd: other * self**-1, which Python turns into self**-1 * other
         cdef double x
         cdef int32_t p, c
+        if _through_python(self, other):
+            return other * self ** -1
         if not _as_number(other, &x):
             return NotImplemented
         check_pow(A.val[self.slot], -1.0)
@@ -631,7 +967,7 @@ cdef class Value:
         cdef double y
         if modulo is not None:
             return NotImplemented
-        if type(other) is Value:
+        if isinstance(other, Value):
             check_pow(A.val[self.slot], A.val[(<Value>other).slot])
             reserve(1)
             return wrap(_bin(SOP_POW, self.slot, (<Value>other).slot))
@@ -648,6 +984,8 @@ cdef class Value:
         cdef int32_t c
         if modulo is not None or not _as_number(other, &x):
             return NotImplemented
+        if _through_python(self, None):
+            return Value(x) ** self
         check_pow(x, A.val[self.slot])
         reserve(2)
         c = new_leaf(x)
@@ -696,7 +1034,11 @@ cdef class Value:
         """Set this Value's grad to 1 and accumulate d(self)/d(node) into every node below it.
 
         Same rule as micrograd: gradients add up across calls; use zero_grad() in between.
+        Nodes with a ``_backward`` of their own have it called at their turn.
         """
+        if _closures:
+            _backward_calling_closures(self)
+            return
         cdef int32_t root = self.slot
         A.grad[root] = 1.0
         _backward_sweep(root)
@@ -708,7 +1050,8 @@ cdef class Value:
         return (rebuild_graph, _graph_state(self.slot))
 
     def __copy__(self):
-        # as copy.copy of micrograd's Value: a new node with the same data, grad and children
+        # as copy.copy of micrograd's Value: a new node with the same data, grad, children,
+        # attributes and _backward
         cdef str label = self.label
         reserve(1)
         cdef int32_t s = self.slot
@@ -718,9 +1061,67 @@ cdef class Value:
         if A.flags[s] & FLAG_OP_NAME:
             _op_names[t] = _op_names[s]
             A.flags[t] |= FLAG_OP_NAME
-        copied = wrap(t)
-        _set_label((<Value>copied).slot, label)
+        cdef Value copied = _wrap_as(type(self), t)
+        _set_label(copied.slot, label)
+        cdef dict attributes = _attributes_of(self)
+        if attributes:
+            PyObject_GenericSetDict(copied, dict(attributes), NULL)
+            _make_sticky(copied)
+        if A.flags[self.slot] & FLAG_CLOSURE:
+            _set_closure(copied, _closure_of(self))
         return copied
+
+
+cdef tuple _as_children(object children, Value self):
+    """_children as a tuple of at most two Values, none of them self."""
+    cdef tuple kids = tuple(children)
+    if len(kids) > 2:
+        raise ValueError(f"a fastgrad Value records at most two children, got {len(kids)}")
+    for c in kids:
+        if not isinstance(c, Value):
+            raise TypeError(f"_children must be Values, not {type(c).__name__}")
+        if c is self:
+            raise ValueError("a Value cannot be its own child")
+    return kids
+
+
+cdef int _set_node(Value v, double value, tuple children) except -1:
+    """Make v's node a leaf of this value, or an opaque node over children (__init__)."""
+    for c in children:
+        if (<Value>c).slot > v.slot:
+            _move_up(v)  # a parent must sit above its children
+            break
+    # From here on no Python code runs, so slots stay where they are.
+    cdef int32_t s = v.slot
+    _make_leaf(s)
+    A.val[s] = value
+    if children:
+        A.op[s] = SOP_OPAQUE
+        A.a[s] = (<Value>children[0]).slot
+        _keep(A.a[s])
+        if len(children) == 2:
+            A.b[s] = (<Value>children[1]).slot
+            _keep(A.b[s])
+    return 0
+
+
+cdef int _move_up(Value v) except -1:
+    """Give v's handle a new slot above every existing one (its old node, now without a
+    handle, stays with any parents it has)."""
+    reserve(1)
+    cdef int32_t s = v.slot
+    cdef int32_t t = new_leaf(A.val[s])
+    A.grad[t] = A.grad[s]
+    A.flags[t] = A.flags[s] & (FLAG_LABEL | FLAG_STICKY | FLAG_OWNED | FLAG_CLOSURE)
+    if A.flags[s] & FLAG_LABEL:
+        _labels[t] = _labels.pop(s)
+    if A.flags[s] & FLAG_OP_NAME:
+        del _op_names[s]
+    A.flags[s] = 0
+    A.handle[s] = NULL
+    A.handle[t] = <PyObject *>v
+    v.slot = t
+    return 0
 
 
 cdef str _exact_str(object value, str what):
@@ -753,31 +1154,72 @@ cdef void _make_leaf(int32_t s) noexcept:
     A.flags[s] &= ~(FLAG_OP_NAME | FLAG_INT_EXPONENT)
 
 
+cdef int _backward_calling_closures(Value root_handle) except -1:
+    """backward() when some node has a closure: the same descending walk as _backward_sweep,
+    calling each closure at its node's turn. User code may create Values meanwhile, so the
+    order is collected first into a buffer of its own, and compaction waits (slots stay)."""
+    global _pins
+    cdef Scratch buffer = Scratch(A.size, sizeof(int32_t))  # before reading the root's slot
+    cdef int32_t *order = <int32_t *>buffer.p
+    cdef int32_t root = root_handle.slot, n, i, s
+    A.grad[root] = 1.0
+    n = _collect(root, A.a, A.b, A.reach, order)  # descending: a reverse topological order
+    _pins += 1
+    try:
+        for i in range(n):
+            s = order[i]
+            if A.flags[s] & FLAG_CLOSURE:
+                if A.handle[s] != NULL:
+                    fn = _closure_of(<Value>A.handle[s])
+                    if fn is not None:
+                        fn()
+            elif A.a[s] >= 0:
+                backward_rule(A.op[s], s, A.a[s], A.b[s], A.val, A.grad, A.aux)
+    finally:
+        _pins -= 1
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # A Neuron's (and a Layer's) output built in one call
 #
 # Everything is validated before anything is built, so a bad input leaves the tape untouched;
-# then one reserve() covers every node, and Values' slots are read only after it.
+# then one reserve() covers every node, and Values' slots are read only after it. Anything but
+# plain Values and numbers (a subclass instance, a float weight), or a replaced Value method,
+# goes through micrograd's own Python expression instead.
 
 
-cdef int _check_weights(tuple ws, Py_ssize_t n) except -1:
-    if len(ws) != n:
-        raise ValueError(f"expected {len(ws)} inputs (one per weight), got {n}")
-    for w in ws:
-        if type(w) is not Value:
-            raise TypeError(f"weights must be Values, not {type(w).__name__}")
+cdef int _check_count(Py_ssize_t weights, Py_ssize_t inputs) except -1:
+    if weights != inputs:
+        raise ValueError(f"expected {weights} inputs (one per weight), got {inputs}")
     return 0
 
 
-cdef int _check_inputs(tuple xs, double *numbers) except -1:
-    """Type-check the inputs; numbers[i] receives the value of each input that is a number."""
+cdef bint _plain_weights(tuple ws, object bias):
+    """Every weight and the bias are exactly Values."""
+    if type(bias) is not Value:
+        return False
+    for w in ws:
+        if type(w) is not Value:
+            return False
+    return True
+
+
+cdef bint _plain_inputs(tuple xs, double *numbers) except -1:
+    """Every input is exactly a Value or a number (whose value goes to numbers[i])."""
     cdef Py_ssize_t i
     cdef object x
     for i in range(len(xs)):
         x = xs[i]
         if type(x) is not Value and not _as_number(x, &numbers[i]):
-            raise TypeError(f"inputs must be numbers or Values, not {type(x).__name__}")
-    return 0
+            return False
+    return True
+
+
+cdef object _neuron_in_python(tuple ws, tuple xs, object bias, bint relu):
+    # micrograd's Neuron.__call__, operator by operator
+    act = sum((wi * xi for wi, xi in zip(ws, xs)), bias)
+    return act.relu() if relu else act
 
 
 cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
@@ -799,11 +1241,12 @@ cdef int32_t _build_sum(tuple ws, tuple xs, const double *numbers, int32_t acc,
     return acc
 
 
-def linear_combination(weights, inputs, Value bias not None, bint relu=False):
+def linear_combination(weights, inputs, bias, bint relu=False):
     """bias + w0*x0 + w1*x1 + ... built as micrograd's Neuron builds it, optionally relu'd.
 
     Same nodes and summation order as ``sum((wi*xi for wi, xi in zip(w, x)), b)``; numbers
-    among the inputs become constant leaves, as in micrograd.
+    among the inputs become constant leaves, as in micrograd. Raises ValueError unless there
+    is one input per weight.
 
     >>> w = [Value(2.0), Value(-1.0)]
     >>> linear_combination(w, [1.0, 3.0], Value(0.5))
@@ -816,13 +1259,15 @@ def linear_combination(weights, inputs, Value bias not None, bint relu=False):
     cdef tuple ws = _as_tuple(weights, "weights must be a sequence of Values")
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
-    _check_weights(ws, n)
+    _check_count(len(ws), n)
     cdef Scratch numbers = Scratch(n, sizeof(double))
-    _check_inputs(xs, <double *>numbers.p)
+    if (not _plain_weights(ws, bias) or not _plain_inputs(xs, <double *>numbers.p)
+            or _methods_replaced()):
+        return _neuron_in_python(ws, xs, bias, relu)
     if n == 0 and not relu:
         return bias
     reserve(_nodes_for(n))
-    return wrap(_build_sum(ws, xs, <double *>numbers.p, bias.slot, relu))
+    return wrap(_build_sum(ws, xs, <double *>numbers.p, (<Value>bias).slot, relu))
 
 
 cdef tuple _as_tuple(object seq, str message):
@@ -858,21 +1303,21 @@ def linear_layer(neurons, inputs, neuron_type=None):
     cdef tuple xs = _as_tuple(inputs, "inputs must be a sequence of numbers or Values")
     cdef Py_ssize_t n = len(xs)
     cdef Scratch numbers = Scratch(n, sizeof(double))
-    _check_inputs(xs, <double *>numbers.p)
+    cdef bint plain = _plain_inputs(xs, <double *>numbers.p) and not _methods_replaced()
     cdef list plan = []
     for neuron in ns:
         ws = _as_tuple(neuron.w, "a neuron's w must be a sequence of Values")
-        _check_weights(ws, n)
+        _check_count(len(ws), n)
         b = neuron.b
-        if type(b) is not Value:
-            raise TypeError(f"a neuron's b must be a Value, not {type(b).__name__}")
-        plan.append((ws, b, bool(neuron.nonlin)))
+        plan.append((ws, b, bool(neuron.nonlin), plain and _plain_weights(ws, b)))
     # Each output is wrapped right after it is built: between the two nothing may allocate a
     # Python container (a cyclic-GC run could run code that compacts the arena).
     cdef list out = [None] * m
     for k in range(m):
-        ws, b, relu = plan[k]
-        if n == 0 and not relu:
+        ws, b, relu, fast = plan[k]
+        if not fast:
+            out[k] = _neuron_in_python(ws, xs, b, relu)
+        elif n == 0 and not relu:
             out[k] = b
         else:
             reserve(_nodes_for(n))
@@ -882,6 +1327,10 @@ def linear_layer(neurons, inputs, neuron_type=None):
 
 # ---------------------------------------------------------------------------------------------
 # Pickling: the graph below a Value, flattened in topological order (no recursion)
+#
+# The state: per node its op, flags, children (indices of earlier nodes), value, grad and
+# constant operand; labels and op names by index; and for handles that carry Python state,
+# (class, attributes, closure) by index. Unpickling validates all of it before building.
 
 
 cdef tuple _graph_state(int32_t root):
@@ -898,6 +1347,7 @@ cdef tuple _graph_state(int32_t root):
 cdef tuple _copy_graph(int32_t root):
     cdef int32_t n = topo_order(root), i, s
     cdef dict index = {}
+    cdef Value h
     ops = bytearray(n)
     flags = bytearray(n)
     a = [-1] * n
@@ -907,13 +1357,14 @@ cdef tuple _copy_graph(int32_t root):
     auxs = [0.0] * n
     labels = {}
     op_names = {}
+    extras = {}
     for i in range(n):
         s = A.order[i]
         index[s] = i
     for i in range(n):
         s = A.order[i]
         ops[i] = A.op[s]
-        flags[i] = A.flags[s]
+        flags[i] = A.flags[s] & FLAG_INT_EXPONENT
         if A.a[s] >= 0:
             a[i] = index[A.a[s]]
         if A.b[s] >= 0:
@@ -925,7 +1376,11 @@ cdef tuple _copy_graph(int32_t root):
             labels[i] = _labels[s]
         if A.flags[s] & FLAG_OP_NAME:
             op_names[i] = _op_names[s]
-    return (bytes(ops), bytes(flags), a, b, vals, grads, auxs, labels, op_names)
+        if A.flags[s] & FLAG_STICKY and A.handle[s] != NULL:
+            h = <Value>A.handle[s]
+            extras[i] = (type(h), dict(_attributes_of(h)) or None,
+                         _closure_of(h) if A.flags[s] & FLAG_CLOSURE else None)
+    return (bytes(ops), bytes(flags), a, b, vals, grads, auxs, labels, op_names, extras)
 
 
 cdef bint _valid_arity(int op, long a, long b, long i):
@@ -943,58 +1398,126 @@ cdef bint _valid_arity(int op, long a, long b, long i):
     return False
 
 
-def rebuild_graph(bytes ops, bytes flags, list a, list b, list vals, list grads, list auxs,
-                  dict labels, dict op_names):
+class CorruptPickleError(pickle.UnpicklingError, ValueError):
+    """A Value pickle that does not describe a valid graph (pickle's error, and a ValueError)."""
+
+
+cdef object _corrupt(str what):
+    return CorruptPickleError(f"corrupt fastgrad Value pickle: {what}")
+
+
+cdef dict _index_table(object table, Py_ssize_t n, str what):
+    """A {node index: str} table of a pickle, checked."""
+    if not isinstance(table, dict):
+        raise _corrupt(f"{what} are not a dict")
+    cdef dict checked = {}
+    for i, text in (<dict>table).items():
+        if type(i) is not int or not (0 <= i < n):
+            raise _corrupt(f"{what[:-1]} of no node")
+        if type(text) is not str:
+            raise _corrupt(f"{what[:-1]} is not a str")
+        checked[i] = text
+    return checked
+
+
+cdef dict _extras_table(object table, Py_ssize_t n):
+    """The (class, attributes, closure) of the handles that carry Python state, checked."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise _corrupt("handle state is not a dict")
+    cdef dict checked = {}
+    for i, extra in (<dict>table).items():
+        if type(i) is not int or not (0 <= i < n):
+            raise _corrupt("handle state of no node")
+        if type(extra) is not tuple or len(<tuple>extra) != 3:
+            raise _corrupt(f"bad handle state of node {i}")
+        cls, attributes, fn = <tuple>extra
+        if not isinstance(cls, type) or not issubclass(cls, Value):
+            raise _corrupt(f"node {i}'s class is not a Value class")
+        if attributes is not None:
+            if type(attributes) is not dict or any(type(k) is not str for k in attributes):
+                raise _corrupt(f"node {i}'s attributes are not a dict of names")
+        if fn is not None and not callable(fn):
+            raise _corrupt(f"node {i}'s _backward is not callable")
+        checked[i] = (cls, attributes, fn)
+    return checked
+
+
+cdef list _numbers(object column, Py_ssize_t n, str what):
+    """A column of floats, checked (exact floats: converting anything else could run code)."""
+    if type(column) is not list or len(<list>column) != n:
+        raise _corrupt(f"bad {what}")
+    for x in <list>column:
+        if type(x) is not float:
+            raise _corrupt(f"{what} must be floats")
+    return list(<list>column)
+
+
+def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras=None):
     """Inverse of Value.__reduce__ (what a pickle of a Value calls): rebuild the graph and return
-    its root's handle. Everything is validated first; bad input raises ValueError."""
-    cdef Py_ssize_t n = len(ops), i
-    if n == 0 or not (len(flags) == len(a) == len(b) == len(vals) == len(grads) == len(auxs) == n):
-        raise ValueError("corrupt fastgrad Value pickle")
+    its root's handle. Everything is validated first; bad input raises
+    pickle.UnpicklingError."""
+    if type(ops) is not bytes or type(flags) is not bytes or len(ops) != len(flags):
+        raise _corrupt("bad op codes")
+    cdef Py_ssize_t n = len(ops), i, k
+    if n == 0:
+        raise _corrupt("no nodes")
     if n > INT32_MAX - 64:
         raise MemoryError("fastgrad: graph too large")
-    # Convert everything first: after reserve() no Python code may run (it could use the room).
+    # Private copies, checked: nothing below can run user code until the nodes are built.
+    cdef list values = _numbers(vals, n, "values")
+    cdef list gradients = _numbers(grads, n, "grads")
+    cdef list constants = _numbers(auxs, n, "constant operands")
+    cdef dict label_of = _index_table(labels, n, "labels")
+    cdef dict op_name_of = _index_table(op_names, n, "op names")
+    cdef dict extra_of = _extras_table(extras, n)
+    if type(a) is not list or type(b) is not list or len(<list>a) != n or len(<list>b) != n:
+        raise _corrupt("bad child lists")
     cdef Scratch child_buffer = Scratch(2 * n, sizeof(int32_t))
-    cdef Scratch number_buffer = Scratch(3 * n, sizeof(double))
     cdef int32_t *children = <int32_t *>child_buffer.p
-    cdef double *numbers = <double *>number_buffer.p
+    cdef const unsigned char *op = ops
+    cdef const unsigned char *flag = flags
     used = bytearray(n)
     for i in range(n):
-        for k, child in enumerate((a[i], b[i])):
+        for k, child in enumerate(((<list>a)[i], (<list>b)[i])):
             if type(child) is not int or not (-1 <= child < i):
-                raise ValueError(f"corrupt fastgrad Value pickle: bad child of node {i}")
+                raise _corrupt(f"bad child of node {i}")
             children[2 * i + k] = <int32_t>child
             if child >= 0:
                 used[child] = 1
-        if not _valid_arity(ops[i], children[2 * i], children[2 * i + 1], i):
-            raise ValueError(f"corrupt fastgrad Value pickle: bad node {i}")
-        numbers[3 * i] = vals[i]
-        numbers[3 * i + 1] = grads[i]
-        numbers[3 * i + 2] = auxs[i]
+        if not _valid_arity(op[i], children[2 * i], children[2 * i + 1], i):
+            raise _corrupt(f"bad node {i}")
     if 0 in used[:n - 1]:
-        raise ValueError("corrupt fastgrad Value pickle: a node outside the graph")
-    for i in list(labels) + list(op_names):
-        if not (0 <= i < n):
-            raise ValueError("corrupt fastgrad Value pickle: label of no node")
-    cdef const unsigned char *op = ops
-    cdef const unsigned char *flag = flags
+        raise _corrupt("a node outside the graph")
+    root_class = extra_of[n - 1][0] if n - 1 in extra_of else Value
     reserve(<int32_t>n)
     cdef int32_t first = A.size, ca, cb, s  # the nodes land in consecutive slots
     for i in range(n):
         ca = first + children[2 * i] if children[2 * i] >= 0 else -1
         cb = first + children[2 * i + 1] if children[2 * i + 1] >= 0 else -1
-        s = new_node(op[i], ca, cb, numbers[3 * i], numbers[3 * i + 2])
-        A.grad[s] = numbers[3 * i + 1]
+        s = new_node(op[i], ca, cb, <double>values[i], <double>constants[i])
+        A.grad[s] = <double>gradients[i]
         A.flags[s] = flag[i] & FLAG_INT_EXPONENT
     # Every node but the root is used by a later node; the root is held by the handle below.
-    root = wrap(first + <int32_t>(n - 1))
-    for i, label in labels.items():
-        s = (<Value>root).slot - <int32_t>(n - 1) + <int32_t>i
+    cdef Value root = _wrap_as(root_class, first + <int32_t>(n - 1))
+    for i, label in label_of.items():
+        s = root.slot - <int32_t>(n - 1) + <int32_t>i
         _labels[s] = label
         A.flags[s] |= FLAG_LABEL
-    for i, name in op_names.items():
-        s = (<Value>root).slot - <int32_t>(n - 1) + <int32_t>i
+    for i, name in op_name_of.items():
+        s = root.slot - <int32_t>(n - 1) + <int32_t>i
         _op_names[s] = name
         A.flags[s] |= FLAG_OP_NAME
+    cdef Value h
+    for i, (cls, attributes, fn) in extra_of.items():
+        s = root.slot - <int32_t>(n - 1) + <int32_t>i
+        h = root if i == n - 1 else _wrap_as(cls, s)
+        if attributes:
+            PyObject_GenericSetDict(h, dict(attributes), NULL)
+        if fn is not None:
+            _set_closure(h, fn)
+        _make_sticky(h)  # it must live as long as its node
     return root
 
 
@@ -1019,6 +1542,41 @@ def arena_stats():
 
 
 def compact_now():
-    """Compact the arena immediately (for tests: compaction otherwise runs when space is short)."""
-    if A.size:
+    """Compact the arena immediately (for tests: compaction otherwise runs when space is short).
+
+    Does nothing during a backward pass that calls closures (slots must stay put there)."""
+    if A.size and not _pins:
         _compact()
+
+
+def sticky_stats():
+    """How many handles the arena keeps alive, and how many nodes have a closure (tests).
+
+    >>> sorted(sticky_stats())
+    ['closures', 'owned']
+    """
+    return {"owned": _owned, "closures": _closures}
+
+
+# ---------------------------------------------------------------------------------------------
+# Value as micrograd's plain Python class: open to new and replaced methods, with micrograd's
+# attributes in vars(v).
+
+# A compiled type is immutable by default; micrograd scripts add methods to Value
+# (Value.tanh = tanh) and replace operators, which CPython supports on any type whose
+# IMMUTABLETYPE flag is clear (it then updates the operator slots itself).
+(<_TypeFields *>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
+if fg_make_collectable(<PyTypeObject *>Value) < 0:
+    raise ImportError("fastgrad: unexpected layout of the compiled Value type")
+PyType_Modified(<PyTypeObject *>Value)
+for _name in _COMPOSED_FROM:
+    _own_methods[_name] = (<dict>(<_TypeFields *>Value).tp_dict)[_name]
+
+
+def _attribute_view(Value self):
+    """vars(v): micrograd's attributes, then the script's own (a live view)."""
+    return ValueAttributes(self, _attributes_of(self))
+
+
+(<dict>(<_TypeFields *>Value).tp_dict)['__dict__'] = property(_attribute_view)
+PyType_Modified(<PyTypeObject *>Value)

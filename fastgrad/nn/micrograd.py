@@ -64,6 +64,10 @@ class Neuron(_MicrogradModule):
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
 
 
+# Neuron.__call__ as defined here: Layer's one-call fast path computes exactly this.
+_NEURON_CALL = Neuron.__call__
+
+
 class Layer(_MicrogradModule):
     """``nout`` Neurons of ``nin`` inputs each; keyword arguments go to every Neuron.
 
@@ -80,8 +84,11 @@ class Layer(_MicrogradModule):
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         """The list of the neurons' outputs (the Value itself for a layer of one neuron)."""
         # micrograd: [n(x) for n in self.neurons], built in one core call when every neuron is
-        # a plain Neuron (a subclass keeps its own __call__)
-        out = linear_layer(self.neurons, x, Neuron)
+        # a plain Neuron whose __call__ is this module's (a subclass, or a script that replaced
+        # Neuron.__call__, gets its own __call__ called)
+        out = NotImplemented
+        if Neuron.__call__ is _NEURON_CALL:
+            out = linear_layer(self.neurons, x, Neuron)
         if out is NotImplemented:
             out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
