@@ -406,9 +406,14 @@ class Value(_Node):
         self._created = next(_creation_counter)
 
     @property
-    def __dict__(self):
+    def __dict__(self):  # type: ignore[override]  # a view in place of the real dict
         """micrograd's attributes, then the script's own (a live view)."""
         return ValueAttributes(self, _instance_dict(self), _PRIVATE)
+
+    def __delattr__(self, name):
+        if name in ("data", "grad"):  # as the compiled engine, whose nodes always have both
+            raise AttributeError(f"a Value's {name} cannot be deleted")
+        super().__delattr__(name)
 
     def __dir__(self):
         # object.__dir__ finds no instance attributes in the view __dict__ gives

@@ -86,7 +86,7 @@ class Layer(_MicrogradModule):
         # micrograd: [n(x) for n in self.neurons], built in one core call when every neuron is
         # a plain Neuron whose __call__ is this module's (a subclass, or a script that replaced
         # Neuron.__call__, gets its own __call__ called)
-        out = NotImplemented
+        out: Any = NotImplemented
         if Neuron.__call__ is _NEURON_CALL:
             out = linear_layer(self.neurons, x, Neuron)
         if out is NotImplemented:
