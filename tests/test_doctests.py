@@ -13,6 +13,8 @@ import pytest
 
 import fastgrad
 from conftest import COMPILED
+from fastgrad import engine
+from fastgrad._scalar import reference
 
 # every module of the package, compiled or not (pytest's --doctest-modules skips extensions)
 MODULES = sorted(m.name for m in pkgutil.walk_packages(fastgrad.__path__, "fastgrad."))
@@ -58,6 +60,21 @@ def readme_blocks():
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@contextlib.contextmanager
+def classes_restored(*classes):
+    """Undo what a README block does to these classes (it may add methods to Value)."""
+    saved = [(c, dict(vars(c))) for c in classes]
+    try:
+        yield
+    finally:
+        for c, before in saved:
+            for name in set(vars(c)) - set(before):
+                delattr(c, name)
+            for name, attribute in before.items():
+                if vars(c).get(name) is not attribute:
+                    setattr(c, name, attribute)
+
+
 @pytest.mark.skipif(not os.path.exists(README), reason="README.md not found (installed package)")
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
 def test_readme_python_block(index, tmp_path, monkeypatch):
@@ -69,7 +86,7 @@ def test_readme_python_block(index, tmp_path, monkeypatch):
     expected = [m.group(1).strip() for m in re.finditer(r"^print\(.*\)\s*#\s*(.+)$", source,
                                                             flags=re.M)]
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), classes_restored(engine.Value, reference.Value):
         exec(compile(source, f"README.md block {index}", "exec"), {"__name__": "__readme__"})
     printed = out.getvalue().split("\n")
     for want in expected:

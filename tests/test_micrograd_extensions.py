@@ -18,10 +18,13 @@ from pathlib import Path
 import micrograd.engine
 import micrograd.nn
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastgrad.nn as nn
 from conftest import COMPILED, Value, compiled_only
 from fastgrad import engine
+from test_engine_random_graphs import finite
 from test_nn import moons
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -501,3 +504,50 @@ def test_memory_stays_flat_when_training_with_closures(monkeypatch):
         live.append((arena_stats()["live"], sticky_stats()["owned"]))
     assert live[-1] == live[1]  # nothing builds up from step to step
     assert live[-1][1] == 0 and live[-1][0] == len(model.parameters())
+
+
+# -- property: a closure with a built-in op's rule changes no bit ---------------------------------
+
+def closure_twin(op, out, x, y):
+    """A node with out's value and children whose closure applies op's built-in rule, built
+    the lecture's way."""
+    twin = Value(out.data, (x, y) if y is not None else (x,), op)
+    if op == "add":
+        def _backward():
+            x.grad += twin.grad
+            y.grad += twin.grad
+    elif op == "mul":
+        def _backward():
+            x.grad += y.data * twin.grad
+            y.grad += x.data * twin.grad
+    elif op == "tanh":
+        def _backward():
+            x.grad += (1.0 - twin.data * twin.data) * twin.grad
+    else:  # relu
+        def _backward():
+            x.grad += (1.0 if twin.data > 0.0 else 0.0) * twin.grad
+    twin._backward = _backward
+    return twin
+
+
+@given(leaves=st.lists(finite, min_size=1, max_size=4),
+       program=st.lists(st.tuples(st.sampled_from(["add", "mul", "tanh", "relu", "sub", "neg"]),
+                                  st.integers(0, 10**6), st.integers(0, 10**6), st.booleans()),
+                        min_size=1, max_size=25))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_closures_with_builtin_rules_give_the_same_bits(leaves, program):
+    def run(with_closures):
+        vs = [Value(x) for x in leaves]
+        nodes = list(vs)
+        for op, i, j, twin in program:
+            x, y = nodes[i % len(nodes)], nodes[j % len(nodes)]
+            out = {"add": lambda: x + y, "mul": lambda: x * y, "tanh": lambda: x.tanh(),
+                   "relu": lambda: x.relu(), "sub": lambda: x - y, "neg": lambda: -x}[op]()
+            if with_closures and twin and op in ("add", "mul", "tanh", "relu"):
+                out = closure_twin(op, out, x, y if op in ("add", "mul") else None)
+            nodes.append(out)
+        nodes[-1].backward()
+        return [nodes[-1].data] + [v.grad for v in vs]
+
+    # bit for bit (repr tells -0.0 from 0.0, and shows nan as nan)
+    assert list(map(repr, run(False))) == list(map(repr, run(True)))
