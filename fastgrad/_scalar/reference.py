@@ -11,16 +11,18 @@ import itertools
 import math
 import numbers
 
+import numpy
+
 from fastgrad._scalar.attributes import ValueAttributes
 
 __all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "RULES"]
 
 
 def _as_number(x):
-    """x as a float if it is a real number (Python or numpy), else None."""
+    """x as a float if it is a real number (Python or numpy, numpy's bool too), else None."""
     if isinstance(x, float):
         return float(x)
-    if isinstance(x, numbers.Real):
+    if isinstance(x, (numbers.Real, numpy.bool_)):
         return float(x)
     return None
 
@@ -409,11 +411,6 @@ class Value(_Node):
     def __dict__(self):  # type: ignore[override]  # a view in place of the real dict
         """micrograd's attributes, then the script's own (a live view)."""
         return ValueAttributes(self, _instance_dict(self), _PRIVATE)
-
-    def __delattr__(self, name):
-        if name in ("data", "grad"):  # as the compiled engine, whose nodes always have both
-            raise AttributeError(f"a Value's {name} cannot be deleted")
-        super().__delattr__(name)
 
     def __dir__(self):
         # object.__dir__ finds no instance attributes in the view __dict__ gives

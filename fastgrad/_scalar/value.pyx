@@ -45,6 +45,8 @@ from fastgrad._scalar.rules cimport backward_rule, value_rule
 import numbers
 import pickle
 
+import numpy
+
 from fastgrad._scalar.attributes import ValueAttributes
 
 cdef extern from *:
@@ -102,6 +104,23 @@ cdef extern from *:
     """
     int fg_make_collectable(PyTypeObject *t)
 
+cdef extern from *:
+    """
+    /* Whether making a handle can run the cyclic collector (and with it any finalizer): on
+       Python < 3.12 a collection can start inside any allocation of a collectable object, but
+       a handle taken from Cython's freelist allocates nothing. (Cython 3.3 keeps the freelist
+       in the module state; other versions take the safe answer.) */
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define fg_handle_may_collect() 0
+    #elif CYTHON_USE_FREELISTS && CYTHON_HEX_VERSION >= 0x030300F0 && CYTHON_HEX_VERSION < 0x030400A0
+    #define fg_handle_may_collect() \
+        (__pyx_mstate_global->__pyx_freecount_8fastgrad_7_scalar_5value_Value == 0)
+    #else
+    #define fg_handle_may_collect() 1
+    #endif
+    """
+    bint fg_handle_may_collect() noexcept
+
 cdef extern from "Python.h":
     # The fields of a type object that Value's set-up and the patch check read.
     ctypedef struct _TypeFields "PyTypeObject":
@@ -118,7 +137,8 @@ cdef extern from "Python.h":
     object PyObject_GenericGetDict(object, void *)  # a new empty dict if there was none
     int PyObject_GenericSetDict(object, object, void *) except -1
 
-cdef object _Real = numbers.Real
+# Real numbers, and numpy's bool (which numbers.Real does not include, though Python's bool is)
+cdef tuple _Real = (numbers.Real, numpy.bool_)
 
 # Side tables for the rare per-node strings (labels, user-given op names), keyed by slot and
 # flagged in A.flags. Only exact str go in, so dropping an entry never runs user code and no
@@ -351,6 +371,9 @@ cdef Value wrap(int32_t s):
 cdef Value _wrap_as(type cls, int32_t s):
     """A new handle of class cls (Value or a subclass) for slot s."""
     global _adopt
+    if cls is Value and not fg_handle_may_collect():
+        _adopt = s
+        return Value.__new__(Value)
     # Allocating a handle can start the cyclic collector (Python < 3.12), whose finalizers
     # could create Values of their own: the first of them would adopt slot s.
     cdef int was_enabled = PyGC_Disable()
