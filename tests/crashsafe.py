@@ -20,10 +20,11 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 
 import fastgrad
 
-__all__ = ["ChildCrashed", "PACKAGE_ROOT", "describe_exit", "run_isolated"]
+__all__ = ["ChildCrashed", "PACKAGE_ROOT", "crashed", "describe_exit", "run_isolated"]
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastgrad.__file__)))
 
@@ -44,8 +45,16 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def crashed(returncode: int) -> bool:
+    """Whether a child's return code means it crashed: killed by a signal (POSIX), or ended
+    by an NTSTATUS error such as 0xC0000005, an access violation (Windows)."""
+    return returncode < 0 or (os.name == "nt" and returncode >= 0xC0000000)
+
+
 def describe_exit(returncode: int) -> str:
     """'SIGSEGV (signal 11)' for a negative return code, 'exit status N' otherwise."""
+    if os.name == "nt" and returncode >= 0xC0000000:
+        return f"Windows error 0x{returncode:08X}"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -57,7 +66,8 @@ def describe_exit(returncode: int) -> str:
 
 def run_isolated(code: str, timeout: float = 120, env: dict[str, str] | None = None,
                  check_crash: bool = True) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter; return its CompletedProcess (text stdout/stderr).
+    """Run ``code`` (dedented first) in a fresh interpreter; return its CompletedProcess
+    (text stdout and stderr).
 
     Raises ChildCrashed (an AssertionError, so the test fails) if the child died by a signal
     or a sanitizer reported an error, unless ``check_crash`` is false; raises AssertionError
@@ -69,15 +79,16 @@ def run_isolated(code: str, timeout: float = 120, env: dict[str, str] | None = N
     child_env["PYTHONPATH"] = os.pathsep.join(
         [PACKAGE_ROOT] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
     try:
-        proc = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True,
-                              text=True, errors="replace", timeout=timeout, env=child_env)
+        proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, errors="replace",
+                              timeout=timeout, env=child_env)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
         raise AssertionError(f"the child ran longer than {timeout} s and was killed; "
                              f"its last output:\n{_tail(out or '')}") from None
     if check_crash:
         sanitized = any(mark in proc.stderr for mark in _SANITIZER_MARKS)
-        if proc.returncode < 0 or sanitized:
+        if crashed(proc.returncode) or sanitized:
             what = describe_exit(proc.returncode)
             raise ChildCrashed(
                 f"the child crashed: {what}{', sanitizer report' if sanitized else ''}\n"
