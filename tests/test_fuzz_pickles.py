@@ -248,3 +248,106 @@ def test_forged_labels_and_op_names_must_be_str(edit, via_pickle):
 def test_user_code_in_a_forged_state_cannot_crash_the_loader(edit):
     outcome = forged_value(edit, via_pickle=False)
     assert outcome.startswith("rejected ")
+
+
+# -- Program states forged by hand ---------------------------------------------------------------
+#
+# A Program pickles as _restore(version, n_nodes, n_params, n_inputs, n_leaves, root, ops, ca,
+# cb, cc, aux, val, out_index, leaves, input_shape, output_shape, valid). The base program is
+# tanh(w*x + 1.0) * w with parameter w, input x and the extra output w*x:
+#   nodes 0 w, 1 x, 2 the constant 1.0 | 3 MUL(0, 1), 4 ADD(3, 2), 5 TANH(4), 6 MUL(5, 0): root 6
+
+PROGRAM_CHILD = """
+import numpy as np
+from fastgrad import Value, record
+
+def i32(*v):
+    return np.array(v, np.int32).tobytes()
+
+def base():
+    w, x = Value(0.5), Value(2.0)
+    h = w * x
+    prog = record((h + 1.0).tanh() * w, inputs=[x], params=[w], outputs=[h])
+    func, state = prog.__reduce__()
+    assert state[4:7] == (3, 6, b"\\x01\\x01\\x01\\x04\\x03\\x08\\x04")
+    return func, list(state), w, h
+
+func, state, w, h = base()
+edit = {edit}
+st = list(state)
+for k, v in edit.items():
+    st[k] = v
+try:
+    p = func(*st)
+except (ValueError, TypeError, OverflowError) as exc:
+    print("rejected")
+else:
+    try:
+        repr(p), p.value, p.outputs, p.params, p.inputs, p.nbytes
+        p.backward()
+        p.forward(None if p.input_shape is None else np.ones(p.input_shape))
+        p.backward()
+        p.sgd_step(0.1)
+        p.forward(None if p.input_shape is None else np.ones(p.input_shape))
+        print("runs")
+    except RuntimeError as exc:
+        print("raises RuntimeError")
+"""
+
+FORGED_PROGRAMS = {
+    "root at a parameter": ("{5: 0}", "runs"),
+    "root at a constant": ("{5: 2}", "runs"),
+    "every node a leaf": ("{4: 7, 6: b'\\x01' * 7, 7: i32(*[-1] * 7), 8: i32(*[-1] * 7), "
+                          "9: i32(*[-1] * 7)}", "runs"),
+    "a fused multiply-add of leaves": ("{6: state[6][:6] + bytes([100]), "
+                                       "7: i32(-1, -1, -1, 0, 3, 4, 2), "
+                                       "8: i32(-1, -1, -1, 1, 2, 4, 0), "
+                                       "9: i32(-1, -1, -1, 1, 2, 4, 1)}", "runs"),
+    "values forged, still marked valid": ("{11: np.full(7, np.nan).tobytes()}",
+                                          "raises RuntimeError"),
+    "0-d extra outputs": ("{15: ()}", "runs"),
+    "the largest node count": ("{1: 2 ** 31 - 1}", "runs"),
+    "not marked valid": ("{16: False}", "raises RuntimeError"),
+    "a leaf that has children": ("{13: (w, h)}", "raises RuntimeError"),
+    "an input shape of 2**64 elements": ("{14: (2 ** 32, 2 ** 32)}", "rejected"),
+    "an input shape beyond Py_ssize_t": ("{14: (2 ** 62, 4, 2 ** 62)}", "rejected"),
+    "a negative input shape": ("{14: (-1, -1)}", "rejected"),
+    "an input shape that is a list": ("{14: [1]}", "rejected"),
+    "a node count beyond int32": ("{1: 2 ** 31}", "rejected"),
+    "more leaves than nodes": ("{4: 8}", "rejected"),
+    "one Value as parameter and input": ("{13: (w, w)}", "rejected"),
+    "a leaf that is not a Value": ("{13: (w, 2.0)}", "rejected"),
+    "leaves given as a list": ("{13: [w, h]}", "rejected"),
+    "an output past the end": ("{12: i32(7)}", "rejected"),
+    "an op where a leaf belongs": ("{6: bytes([4]) + state[6][1:]}", "rejected"),
+    "a child above its node": ("{7: i32(-1, -1, -1, 0, 3, 6, 5)}", "rejected"),
+    "an unknown op code": ("{6: state[6][:6] + bytes([99])}", "rejected"),
+    "another pickle version": ("{0: 2}", "rejected"),
+}
+
+
+@compiled_only
+@pytest.mark.parametrize("edit, expected", FORGED_PROGRAMS.values(), ids=FORGED_PROGRAMS)
+def test_forged_program_states_are_rejected_or_run(edit, expected):
+    proc = run_isolated(PROGRAM_CHILD.replace("{edit}", edit), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == expected
+
+
+@compiled_only
+@pytest.mark.parametrize("data", [
+    b"\x80\x02cfastgrad._scalar.replay\nProgram\n)\x81.",  # NEWOBJ: Program.__new__(Program)
+    b"ccopyreg\n_reconstructor\n(cfastgrad._scalar.replay\nProgram\ncbuiltins\nobject\nNtR.",
+], ids=["Program.__new__", "copyreg._reconstructor"])
+def test_a_pickle_cannot_make_an_empty_program(data):
+    # Such a Program had no buffers: its .value and forward() read through NULL (SIGSEGV).
+    proc = run_isolated(f"""
+        import pickle
+        try:
+            prog = pickle.loads({data!r})
+        except TypeError:
+            print("rejected")
+        else:
+            print(prog.value, prog.forward())
+    """)
+    assert (proc.returncode, proc.stdout) == (0, "rejected\n"), proc.stderr[-3000:]
