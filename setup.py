@@ -22,6 +22,8 @@ COMPILER_DIRECTIVES = {
 # last bit for some x.
 GCC_LIKE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-builtin-pow"]
 MSVC_FLAGS = ["/O2", "/fp:precise"]
+# FASTGRAD_SANITIZE=1 (gcc/clang; .ci/sanitize): replaces -O3, keeps the two flags above.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
 class BuildExt(build_ext):
@@ -39,6 +41,11 @@ class BuildExt(build_ext):
         # Local experiments only: never for wheels (auditwheel cannot see AVX instructions).
         if os.environ.get("FASTGRAD_NATIVE") == "1" and not msvc:
             flags.append("-march=native")
+        # .ci/sanitize: AddressSanitizer + UndefinedBehaviorSanitizer, for testing only (the
+        # extensions then need libasan preloaded into an uninstrumented python).
+        sanitize = os.environ.get("FASTGRAD_SANITIZE") == "1" and not msvc
+        if sanitize:
+            flags = [f for f in flags if not f.startswith("-O")] + SANITIZE_FLAGS
         for ext in self.extensions:
             own = list(flags)
             if ext.name == "fastgrad.optim._kernels" and not msvc:
@@ -52,6 +59,8 @@ class BuildExt(build_ext):
                 # ~30% on (8, 1280) on x86-64 (benchmarks/bench_tensor.py, relu row).
                 own.append("-falign-loops=64")
             ext.extra_compile_args = own + list(ext.extra_compile_args or [])
+            if sanitize:
+                ext.extra_link_args = SANITIZE_FLAGS[:1] + list(ext.extra_link_args or [])
         super().build_extensions()
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastgrad
+from crashsafe import run_isolated
 from fastgrad import Tensor, Value, optim
 from fastgrad.nn import functional as F
 
@@ -176,6 +177,45 @@ def test_read_only_parameter_data_raises_instead_of_silently_skipping():
     p.data = np.broadcast_to(np.array([1.0, 2.0]), (2,))       # a read-only view
     with pytest.raises(ValueError, match="read-only"):
         optim.SGD([p], lr=0.1).step()
+
+
+def test_kernels_check_their_lists_before_indexing_them():
+    # in a child process: before the checks, each of these read past the end of a list
+    proc = run_isolated("""
+        import numpy as np
+        from fastgrad.optim import _kernels
+        a, g = np.ones(3), np.ones(3)
+        for call in (
+            lambda: _kernels.sgd_step([a, a.copy()], [g], [None], [False], 0.5, 0.0, 0.0, False),
+            lambda: _kernels.adam_step([a], [g], [a.copy()], [a.copy()], [], 0.1, 0.9, 0.99,
+                                       1e-8, 0.0, False),
+        ):
+            try:
+                call()
+            except ValueError as exc:
+                assert "differ in length" in str(exc)
+            else:
+                raise AssertionError("lists of different lengths were accepted")
+        params = [a, a.copy()]
+
+        class Shrinks:  # a "first step" flag whose truth test empties the caller's list
+            def __bool__(self):
+                params.clear()
+                return True
+
+        assert _kernels.sgd_step(params, [g, g], [None, None], [Shrinks(), Shrinks()], 0.5,
+                                 0.0, 0.0, False) == []
+        assert a.tolist() == [0.5] * 3
+        m = np.zeros(3)
+        try:  # a step count that is no integer (a damaged pickle's)
+            _kernels.adam_step([a], [g], [m], [np.zeros(3)], ["3"], 0.1, 0.9, 0.99, 1e-8, 0.0,
+                               False)
+        except TypeError:
+            pass
+        m.resize(5)  # no buffer of it was left exported by the failed call
+        print("ok")
+    """)
+    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
 
 
 def test_kernels_take_contiguous_arrays_and_report_the_rest():

@@ -49,6 +49,7 @@ __all__ = ["Program", "record", "sgd_step"]
 # Bytes per instruction of a program: op, three operands, aux, value, gradient.
 cdef size_t _NODE_BYTES = sizeof(uint8_t) + 3 * sizeof(int32_t) + 3 * sizeof(double)
 cdef int _PICKLE_VERSION = 1
+cdef object _MAKE = object()  # the key to Program.__cinit__: only this module makes Programs
 
 
 cdef inline bint _checked(uint8_t op) noexcept nogil:
@@ -127,7 +128,11 @@ cdef class Program:
     cdef tuple _output_shape  # None without extra outputs
     cdef bint _valid          # values are those of the leaves at the last forward (or record)
 
-    def __cinit__(self):
+    def __cinit__(self, *args):
+        # Only record() and unpickling make Programs (they pass _MAKE): a Program made any
+        # other way (Program.__new__, which a pickle can call) would have no buffers to run.
+        if len(args) != 1 or args[0] is not _MAKE:
+            raise TypeError("make a Program with fastgrad.record(output, ...)")
         self.op = NULL
         self.ca = NULL
         self.cb = NULL
@@ -485,7 +490,7 @@ def record(output, inputs=None, params=None, outputs=None):
             if id(v) in seen:
                 raise ValueError(f"{role}[{k}] is listed twice (also as {seen[id(v)]})")
             seen[id(v)] = f"{role}[{k}]"
-    cdef Program prog = Program.__new__(Program)
+    cdef Program prog = Program.__new__(Program, _MAKE)
     prog._input_shape = in_shape
     prog._output_shape = out_shape
     # From here slots are read: no Python code may run that could build a Value (and compact the
@@ -682,7 +687,7 @@ def _restore(int version, Py_ssize_t n_nodes, Py_ssize_t n_params, Py_ssize_t n_
                 raise ValueError("corrupt fastgrad Program pickle: bad shape")
         elif type(shape) is not tuple or _product(shape) != count:
             raise ValueError("corrupt fastgrad Program pickle: bad shape")
-    cdef Program prog = Program.__new__(Program)
+    cdef Program prog = Program.__new__(Program, _MAKE)
     prog._allocate(<int32_t>n, <int32_t>n_out)
     memcpy(prog.op, <const char *>ops, <size_t>n)
     memcpy(prog.ca, <const char *>ca, <size_t>n * sizeof(int32_t))

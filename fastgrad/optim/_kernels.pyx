@@ -142,21 +142,27 @@ def sgd_step(list params, list grads, list bufs, list firsts, double lr, double 
     cdef bint writable[3]
     writable[:] = [True, False, True]
     cdef list skipped = []
-    cdef bint use_buf = momentum != 0
+    cdef bint use_buf = momentum != 0, first
     cdef void *buf
-    for i in range(len(params)):
-        arrays = [params[i], grads[i], bufs[i]] if use_buf else [params[i], grads[i]]
+    # Indexing is unchecked (boundscheck=False): the lengths are checked once, on tuples that
+    # user code run below (an element's __bool__, a buffer export) cannot shorten.
+    cdef tuple ps = tuple(params), gs = tuple(grads), bs = tuple(bufs), fs = tuple(firsts)
+    if not (len(gs) == len(bs) == len(fs) == len(ps)):
+        raise ValueError("sgd_step: params, grads, bufs and firsts differ in length")
+    for i in range(len(ps)):
+        first = fs[i]  # may run user code and raise: before any buffer is held
+        arrays = [ps[i], gs[i], bs[i]] if use_buf else [ps[i], gs[i]]
         if not _acquire_all(arrays, writable, views):
             skipped.append(i)
             continue
         buf = views[2].buf if use_buf else views[0].buf  # not read without momentum
         if views[0].itemsize == 8:
             _sgd_loop[double](<double *>views[0].buf, <double *>views[1].buf, <double *>buf,
-                              views[0].len // 8, lr, momentum, weight_decay, nesterov, firsts[i])
+                              views[0].len // 8, lr, momentum, weight_decay, nesterov, first)
         else:
             _sgd_loop[float](<float *>views[0].buf, <float *>views[1].buf, <float *>buf,
                              views[0].len // 4, <float>lr, <float>momentum, <float>weight_decay,
-                             nesterov, firsts[i])
+                             nesterov, first)
         _release_all(views, len(arrays))
     return skipped
 
@@ -177,12 +183,18 @@ def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, list ste
     cdef void *g
     cdef void *m
     cdef void *v
-    for i in range(len(params)):
-        if not _acquire_all([params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]], writable, views):
+    # unchecked indexing: lengths checked once, on tuples (as in sgd_step)
+    cdef tuple ps = tuple(params), gs = tuple(grads), ms = tuple(exp_avgs)
+    cdef tuple vs = tuple(exp_avg_sqs), ts = tuple(steps)
+    if not (len(gs) == len(ms) == len(vs) == len(ts) == len(ps)):
+        raise ValueError("adam_step: params, grads, exp_avgs, exp_avg_sqs and steps differ in "
+                         "length")
+    for i in range(len(ps)):
+        t = ts[i]  # may raise: before any buffer is held
+        if not _acquire_all([ps[i], gs[i], ms[i], vs[i]], writable, views):
             skipped.append(i)
             continue
         p, g, m, v = views[0].buf, views[1].buf, views[2].buf, views[3].buf
-        t = steps[i]
         step_size = lr / (1.0 - beta1 ** t)
         bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
         n = views[0].len // views[0].itemsize
