@@ -320,13 +320,13 @@ def _edit_bytes(data: bytes, fmt: str, rng: random.Random, choose) -> bytes:
 
 
 def forge_plausibly(state: list, rng: random.Random) -> None:
-    """Edit one field of a Value's (9 fields) or a Program's (17 fields) state within its type
+    """Edit one field of a Value's (10 fields) or a Program's (17 fields) state within its type
     and a plausible range: another op code, another child index, a special float, a moved
     root or leaf boundary. Such states often pass validation and must then run safely."""
     ops = lambda j, n: rng.choice(list(range(16)) + [100])  # noqa: E731 - 100: MULADD
     index = lambda j, n: rng.randint(-1, max(j, n) if rng.random() < 0.2 else j)  # noqa: E731
     special = lambda j, n: rng.choice(SPECIAL_FLOATS)  # noqa: E731
-    if len(state) == 9:  # ops, flags, a, b, vals, grads, auxs, labels, op_names
+    if len(state) == 10:  # ops, flags, a, b, vals, grads, auxs, labels, op_names, extras
         i = rng.randrange(9)
         if i in (0, 1):
             state[i] = _edit_bytes(state[i], "B", rng, ops if i == 0 else
