@@ -64,7 +64,7 @@ cdef object _join(object tensors, object axis, bint new_axis):
                          f"{axis} ({exc})") from None
     cdef Tensor t = new_tensor(out)
     kids = tuple([grad_child(it) for it in items])
-    if grad_enabled and any(k is not None for k in kids):
+    if grad_enabled() and any(k is not None for k in kids):
         ax = norm_axes(axis, out.ndim, what)[0]
         if new_axis:
             params = (ax,)
@@ -113,7 +113,7 @@ def linear(x, weight, bias=None):
     cdef Tensor ca = grad_child(tx)
     cdef Tensor cb = grad_child(tw)
     cdef Tensor cc = grad_child(tb)
-    if grad_enabled and (ca is not None or cb is not None or cc is not None):
+    if grad_enabled() and (ca is not None or cb is not None or cc is not None):
         record(t, TOP_LINEAR, ca, cb, xv, wv, None)
         t.c = cc
     return t
@@ -193,7 +193,7 @@ def cross_entropy(logits, targets):
         rows = _np_arange(n)
         out = np_asarray(reduce_sum(lse - z[rows, tv], None, False) / n)
     cdef Tensor t = new_tensor(out.astype(xv.dtype, copy=False))
-    if grad_enabled and x._requires_grad:
+    if grad_enabled() and x._requires_grad:
         record(t, TOP_CROSS_ENTROPY, x, None, z, tv, lse)
     return t
 

@@ -157,7 +157,7 @@ cdef inline Tensor new_tensor(object data):
 
 cdef inline bint recording(Tensor a, Tensor b) noexcept:
     """Whether an op with these child slots is recorded."""
-    return grad_enabled and (a is not None or b is not None)
+    return grad_enabled() and (a is not None or b is not None)
 
 
 cdef inline Tensor record(Tensor t, uint8_t op, Tensor a, Tensor b, object x0, object x1,

@@ -187,7 +187,7 @@ cdef object _binary(uint8_t op, object x, object y):
 
 cdef Tensor _unary(Tensor x, uint8_t op, object out, object aux):
     cdef Tensor t = new_tensor(out)
-    if grad_enabled and x._requires_grad:
+    if grad_enabled() and x._requires_grad:
         record(t, op, x, None, x._data, None, aux)
     return t
 
