@@ -23,15 +23,17 @@
 # outermost deallocation.
 #
 # The sweeps (sweep.pyx) are iterative: a DFS with an explicit stack gives a topological order
-# (`mark`, with epoch marks: nothing is cleared between calls). The reverse sweep then walks it
-# backwards and hands each node's gradient to its op's backward rule, which accumulates each
-# contribution into the child's buffer, in place when the buffer is owned (`_owned`: allocated
-# by the sweep itself). A non-leaf's buffer is dropped as soon as its contributions are pushed
-# to its children; leaves keep theirs in `.grad` and accumulate over calls. The forward-mode
-# sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never
-# on the nodes. backward() frees only gradient buffers, never saved operands or parameters, so
+# (`mark`, with epoch marks: nothing is cleared between calls; `slot`, each node's position in
+# it). The reverse sweep then walks it backwards and hands each node's gradient to its op's
+# backward rule, which pushes each contribution to the children. The gradients being summed live
+# in the sweep's own state (rules.pxd's Sweep), never on the nodes: a non-leaf's is dropped as
+# soon as its contributions are pushed to its children; a leaf's is added to its `.grad` (which
+# accumulates over calls) once all of it is known. Sweeps over shared nodes, in several threads
+# or nested, therefore never see each other's partial sums (docs/threads.md). The forward-mode
+# sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never on
+# the nodes. backward() writes only leaves' gradients, never saved operands or parameters, so
 # either sweep may run any number of times over a recorded graph.
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint64_t
 
 from fastgrad._tensor.grad_mode cimport grad_enabled
 
@@ -69,14 +71,14 @@ cdef enum:
 # (tensor.pyx defines it @cython.no_gc, as explained above, with a freelist of 256 nodes)
 cdef class Tensor:
     cdef object _data           # the value: an ndarray, float32 or float64
-    cdef object _grad           # the gradient buffer (ndarray) or None
+    cdef object _grad           # a leaf's accumulated gradient (ndarray) or None
     cdef Tensor a, b, c         # child slots: the inputs that require grad (None otherwise)
     cdef object x0, x1          # the operand values the rules need (see the op codes)
     cdef object aux             # the op's parameters: axes, shapes, index key (see the op codes)
     cdef uint8_t op             # TOP_*; TOP_LEAF for inputs
     cdef bint _requires_grad    # ops on this tensor are recorded
-    cdef bint _owned            # the sweep allocated _grad, so it may add into it in place
-    cdef uint32_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
+    cdef uint64_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
+    cdef Py_ssize_t slot        # the node's position in the latest DFS's order (sweep.pyx)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -312,7 +312,6 @@ cdef class Tensor:
             raise ValueError(f"grad of shape {g.shape} does not match tensor shape "
                              f"{self._data.shape}")
         self._grad = g
-        self._owned = True
 
     @property
     def requires_grad(self):
