@@ -1,3 +1,5 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The derivative rules of every op: one section per op code, holding its two rules side by side.
 #
 #   backward rule   (s, n, g) -> None: the vector-Jacobian product. Pushes the gradient g of node
@@ -655,7 +657,8 @@ _register(TOP_LINEAR, _linear_backward, _linear_tangent)
 # --- mse_loss: mean(d**2); x0 = d = input - target, aux = count ------------------------------
 
 cdef int _mse_backward(Sweep s, Tensor n, object g) except -1:
-    ga = (2.0 / n.aux) * g * n.x0
+    # (an empty input, whose loss is nan, gets its empty gradient)
+    ga = ((2.0 / n.aux) if n.aux else 0.0) * g * n.x0
     push(s, 0, ga, True)
     if n.b is not None:
         push(s, 1, -ga, True)
@@ -663,6 +666,8 @@ cdef int _mse_backward(Sweep s, Tensor n, object g) except -1:
 
 
 cdef object _mse_tangent(Tensor n, object ta, object tb, object tc):
+    if not n.aux:
+        return np.nan       # the derivative of the empty mean, nan like its value
     return reduce_sum(n.x0 * _tminus(ta, tb), None, False) * 2.0 / n.aux
 
 _register(TOP_MSE, _mse_backward, _mse_tangent)

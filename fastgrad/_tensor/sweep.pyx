@@ -1,3 +1,5 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The two sweeps over a recorded graph: the reverse sweep (Tensor.backward) and the forward-mode
 # sweep (tensor_jvp). Both walk the nodes behind an output in one topological order (_topo) and
 # route each node to its op's rules (rules.pyx); neither knows any op.

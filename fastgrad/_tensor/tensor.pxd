@@ -33,6 +33,17 @@
 # sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never on
 # the nodes. backward() writes only leaves' gradients, never saved operands or parameters, so
 # either sweep may run any number of times over a recorded graph.
+#
+# Memory safety. No input, pickle, user callback or thread interleaving may crash the process:
+# every index the engine dereferences was validated where it entered (Tensor's conversions,
+# each op, pickling.pyx for pickles) or is checked where it is used. The modules keep Cython's
+# bounds checks on for Python tuples and lists (boundscheck and wraparound, at the top of each
+# .pyx: they cost nothing measurable next to numpy calls), and the raw-pointer loops of loops.pyx
+# check what they index. An op reads each input's array once and records what it computed with
+# (user code run by a conversion may rebind an input's .data meanwhile). Saved operands that a
+# loop trusts for indices (cross_entropy's targets) are private copies. The value of a recorded
+# node keeps its shape and dtype (the .data setter refuses others): its rules rely on them; a
+# leaf's may change, and the sweep refuses a gradient that no longer fits (RuntimeError).
 from libc.stdint cimport uint8_t, uint64_t
 
 from fastgrad._tensor.grad_mode cimport grad_enabled
@@ -95,6 +106,11 @@ cdef object np_max_reduce           # np.maximum.reduce
 # A float32/float64 ndarray from user data (float32 stays float32, any other real dtype becomes
 # float64; dtype, if given, must be one of the two); TypeError for anything else.
 cdef object as_float_array(object data, object dtype, bint copy)
+# An ndarray operand of an op as a plain float32/float64 array: float16 becomes float32 (as
+# PyTorch promotes float32 with float16), other real dtypes as as_float_array makes them.
+cdef object operand_array(object o)
+# True if an index key, as Tensor.__getitem__ stores it, never selects an element twice.
+cdef bint is_basic_key(object key)
 # axis (None, an int or a tuple, negatives allowed) as a sorted tuple of distinct axes.
 cdef tuple norm_axes(object axis, int ndim, str what)
 
@@ -135,9 +151,9 @@ cdef inline object operand(object o):
         dt = o.dtype
         if dt is F64 or dt is F32:          # the common case, without the general checks
             return o
-        return as_float_array(o, None, False)
+        return operand_array(o)
     if isinstance(o, ndarray):
-        return as_float_array(o, None, False)
+        return operand_array(o)
     if isinstance(o, Real):
         return float(o)
     return None
