@@ -344,3 +344,193 @@ def test_callbacks_that_rebind_data_during_the_sweep_are_harmless():
                 pass
         print("ok")
     """)
+
+
+# --- pickles --------------------------------------------------------------------------------------
+# A graph that records every op (GRAPH below, also run in the children) is pickled, then loaded
+# after corruption: bit flips, truncations, forged fields. Loading either fails with an exception
+# or gives tensors whose repr, backward and jvp raise at worst.
+
+GRAPH = """
+import pickle, random
+from fastgrad import cat, stack
+from fastgrad._tensor import tensor_jvp
+from fastgrad._tensor.pickling import restore_tensor
+np.random.seed(0)
+def build():
+    x = Tensor(np.random.rand(2, 3), requires_grad=True)
+    w = Tensor(np.random.rand(4, 3), requires_grad=True)
+    b = Tensor(np.random.rand(4), requires_grad=True)
+    h = F.linear(x, w, b).relu()
+    parts = [
+        F.cross_entropy(h, np.array([1, 3])), F.mse_loss(h, Tensor(np.zeros((2, 4)))),
+        F.binary_cross_entropy(h.sigmoid(), Tensor(np.ones((2, 4)))),
+        cat([h, h * 2.0], axis=1).sum(), stack([x, x]).max(axis=(0, 2)).sum(),
+        x[np.array([0, 0])].sum(), x[:, 1:].sum(), (x @ w.T).mean(axis=1).sum(),
+        h.softmax().log_softmax(axis=0).tanh().exp().log().sum(),
+        x.T.transpose().reshape(6).sum(), (x ** 2.0 / 3.0 - 1.0).sum(), (-x).sum(),
+        (x ** x).sum(),
+    ]
+    loss = parts[0]
+    for p in parts[1:]:
+        loss = loss + p
+    return loss, x, w, b
+
+def exercise(obj):
+    # everything a user might do with what a pickle gave back; only exceptions are allowed
+    items = obj if isinstance(obj, tuple) else (obj,)
+    leaves = {k: 1.0 for k in items[1:] if isinstance(k, Tensor) and k.is_leaf and k.requires_grad}
+    for i, t in enumerate(items):
+        if not isinstance(t, Tensor):
+            continue
+        for f in (repr, lambda t: t._op, lambda t: t._prev, lambda t: t.grad,
+                  lambda t: t.backward(np.ones(t.shape)), lambda t: tensor_jvp(t, leaves)):
+            try:
+                f(t)
+            except Exception:
+                pass
+            if i:
+                break               # the root gets everything, the others repr()
+"""
+
+
+def test_a_graph_pickled_in_one_process_back_propagates_in_another():
+    blob = assert_runs_isolated(GRAPH + """
+import sys
+loss, x, w, b = build()
+for _ in range(300):            # many sweeps: the marks of this process are far along
+    loss.backward()
+x.grad = w.grad = b.grad = None
+loss.backward()
+gx, gw = x.grad, w.grad
+x.grad = w.grad = b.grad = None
+sys.stdout.write(pickle.dumps((loss, x, w, b, gx, gw)).hex())
+""")
+    out = assert_runs_isolated(GRAPH + f"""
+loss, x, w, b, gx, gw = pickle.loads(bytes.fromhex("{blob.strip()}"))
+assert x.grad is None and gx is not None
+for i in range(3):
+    loss.backward()
+    assert np.array_equal(x.grad, (i + 1) * gx) and np.array_equal(w.grad, (i + 1) * gw)
+print("ok")
+""")
+    assert out == "ok\\n" or out.strip() == "ok"
+
+
+def test_graphs_of_any_depth_pickle_and_deepcopy():
+    assert_runs_isolated("""
+        import copy, pickle
+        x = Tensor(np.ones(2), requires_grad=True)
+        y = x
+        for _ in range(30000):          # far beyond the recursion limit
+            y = (y * 1.0) if _ % 2 else (y + 0.0)
+        for clone in (pickle.loads(pickle.dumps(y)), copy.deepcopy(y)):
+            clone.sum().backward()
+            leaf = clone
+            while leaf._prev:
+                leaf = leaf._prev[0]
+            assert leaf.grad.tolist() == [1.0, 1.0]
+        print("ok")
+    """)
+
+
+def test_pickles_keep_identity_subclasses_and_share_leaves():
+    import copy
+    from fastgrad import nn
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    x = Tensor(np.ones((4, 3)))
+    loss = model(x).sum()
+    for clone in (pickle.loads(pickle.dumps((model, loss))), copy.deepcopy((model, loss))):
+        model2, loss2 = clone
+        assert type(model2[0].weight).__name__ == "Parameter"
+        loss2.backward()
+        assert model2[0].weight.grad is not None      # the graph reaches the model's own weights
+        assert model[0].weight.grad is None
+
+
+def test_corrupted_tensor_pickles_never_crash():
+    # bit flips and truncations of a pickled model and graph, in batches (one child each)
+    for seed in range(3):
+        out = assert_runs_isolated(GRAPH + f"""
+from fastgrad import nn
+rng = random.Random({seed})
+loss, x, w, b = build()
+model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+blob = pickle.dumps((loss, x, w, b, model), protocol=4)
+loaded = 0
+for case in range(1000):
+    data = bytearray(blob)
+    if case % 5 == 0:
+        data = data[:rng.randrange(len(data))]
+    else:
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+    try:
+        # pickle's pure-Python unpickler: the C one honours a corrupted memo index by growing
+        # its memo array to it (gigabytes, seconds); both call restore_tensor the same way
+        obj = pickle._loads(bytes(data))
+    except Exception:
+        continue
+    loaded += 1
+    exercise(obj)
+print("loaded", loaded)
+""")
+        assert out.startswith("loaded")
+
+
+def test_forged_tensor_fields_are_refused_or_harmless():
+    out = assert_runs_isolated(GRAPH + """
+loss, x, w, b = build()
+nodes, stack_ = [], [loss]
+while stack_:
+    n = stack_.pop()
+    if n not in nodes:
+        nodes.append(n)
+        stack_.extend(n._prev)
+JUNK = [None, -1, 0, 255, 10 ** 9, 2 ** 64, 1.5, (), (None,), (0,), (0, (0, 1)), [1], "x",
+        np.ones(3), np.ones((2, 4)), np.ones(3, dtype=int), np.array([10 ** 9]), np.ones(()),
+        np.ones(3, dtype=object), np.ones(2).view(np.matrix), Tensor.__new__(Tensor), x, object(),
+        (x,), (x, 5), (True, False), slice(None), (slice(0, 10 ** 9),)]
+refused = accepted = 0
+for n in nodes:
+    fields = n.__reduce__()[1]
+    for field in range(len(fields)):
+        for junk in JUNK:
+            forged = list(fields)
+            forged[field] = junk
+            try:
+                t = restore_tensor(*forged)
+            except pickle.UnpicklingError:
+                refused += 1
+                continue
+            accepted += 1
+            exercise((t, x, w, b))
+print("refused", refused, "accepted", accepted)
+""")
+    refused, accepted = int(out.split()[1]), int(out.split()[3])
+    assert refused > 3000 and accepted < refused / 10, out
+
+
+@pytest.mark.parametrize("forged, why", [
+    ("(Tensor, None, np.ones(3), None, True, 200, None, None, None, None, None, None)", "op code"),
+    ("(Tensor, None, np.ones(3), None, True, 14, None, None, None, x, None, (0, (0, 3)))", "join children"),
+    ("(Tensor, None, np.ones(()), None, True, 25, x2, None, None, z, np.array([0, 10 ** 9]), np.zeros(2))", "cross_entropy targets"),
+    ("(Tensor, None, np.ones(3), None, True, 1, None, None, None, None, None, None)", "an op without inputs"),
+    ("(object, None, np.ones(3), None, False, 0, None, None, None, None, None, None)", "not a Tensor class"),
+    ("(Tensor, None, np.ones(3, dtype=int), None, False, 0, None, None, None, None, None, None)", "value"),
+])
+def test_forged_pickles_from_the_issue_are_refused(forged, why):
+    assert_raises_isolated(f"""
+        import pickle
+        from fastgrad._tensor.pickling import restore_tensor
+        x = Tensor(np.ones(3), requires_grad=True)
+        x2 = Tensor(np.ones((2, 3)), requires_grad=True)
+        z = np.zeros((2, 3))
+        class Forged:
+            def __reduce__(self):
+                return (restore_tensor, {forged})
+        t = pickle.loads(pickle.dumps(Forged()))
+        repr(t)
+        t.backward(np.ones(t.shape))
+    """, f"UnpicklingError: corrupt fastgrad Tensor pickle: {why}")

@@ -119,6 +119,9 @@ cdef tuple norm_axes(object axis, int ndim, str what)
 # the modules' imports one-way, tensor <- rules <- sweep).
 ctypedef int (*backward_sweep)(Tensor root, object seed) except -1
 cdef void install_backward_sweep(backward_sweep sweep) noexcept
+# Likewise Tensor.__reduce__ (pickle, copy.deepcopy) through the one of pickling.pyx.
+ctypedef object (*tensor_reducer)(Tensor t)
+cdef void install_tensor_reducer(tensor_reducer reducer) noexcept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,15 @@ cdef void install_backward_sweep(backward_sweep sweep) noexcept:
     _run_backward = sweep
 
 
+# Tensor.__reduce__, installed by pickling.pyx when it is imported (see tensor.pxd).
+cdef tensor_reducer _reduce = NULL
+
+
+cdef void install_tensor_reducer(tensor_reducer reducer) noexcept:
+    global _reduce
+    _reduce = reducer
+
+
 # Deallocation without recursion (see Tensor.__dealloc__).
 cdef list _pending = []
 cdef bint _draining = False
@@ -418,6 +427,12 @@ cdef class Tensor:
         if self.op == TOP_CONCAT or self.op == TOP_STACK:
             return tuple([k for k in self.x0 if k is not None])
         return tuple([k for k in (self.a, self.b, self.c) if k is not None])
+
+    def __reduce__(self):
+        # pickle and copy.deepcopy: validated when loaded, any depth (pickling.pyx)
+        if _reduce == NULL:  # pragma: no cover - fastgrad._tensor imports pickling first
+            raise RuntimeError("fastgrad's Tensor pickling is not loaded: import fastgrad._tensor")
+        return _reduce(self)
 
     def numpy(self):
         """The value as a numpy array (shared, not copied)."""
