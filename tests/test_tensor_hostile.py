@@ -534,3 +534,35 @@ def test_forged_pickles_from_the_issue_are_refused(forged, why):
         repr(t)
         t.backward(np.ones(t.shape))
     """, f"UnpicklingError: corrupt fastgrad Tensor pickle: {why}")
+
+
+def test_hostile_array_conversions_are_harmless():
+    assert_runs_isolated("""
+        class Sub(np.ndarray):
+            def __array_ufunc__(self, *args, **kwargs):
+                raise AssertionError("a subclass hook ran inside the engine")
+        class Hostile:
+            def __init__(self, victim, shape):
+                self.victim, self.shape = victim, shape
+            def __array__(self, dtype=None, copy=None):
+                self.victim.data = np.ones((4, 4))      # rebinds while being converted
+                return np.ones(self.shape).view(Sub)
+        for shape in [(3,), (1, 3), (), (4, 4)]:
+            x = Tensor(np.ones(3), requires_grad=True)
+            y = (x * 2.0).sum()
+            for use in range(4):
+                try:
+                    if use == 0:
+                        x.data = Hostile(x, shape)
+                    elif use == 1:
+                        y.backward(Hostile(x, shape))
+                    elif use == 2:
+                        x.grad = Hostile(x, shape)
+                    else:
+                        Tensor(Hostile(x, shape), requires_grad=True).sum().backward()
+                except (RuntimeError, ValueError, TypeError):
+                    pass
+                assert type(x.data) is np.ndarray
+                assert x.grad is None or type(x.grad) is np.ndarray
+        print("ok")
+    """)
