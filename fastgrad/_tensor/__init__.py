@@ -11,6 +11,7 @@ try:
     from fastgrad._tensor.functional import (binary_cross_entropy, concatenate, cross_entropy,
                                              linear, mse_loss, stack)
     from fastgrad._tensor.sweep import tensor_jvp       # also installs Tensor.backward's sweep
+    from fastgrad._tensor import pickling as _pickling   # installs Tensor.__reduce__'s reducer
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"fastgrad's compiled tensor core (fastgrad._tensor) is not built or cannot be loaded: "

@@ -1,3 +1,5 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The ops that are functions, each a single tape node: concatenate and stack, linear, and the
 # losses (mse_loss, cross_entropy, binary_cross_entropy). Their rules are in rules.pyx.
 from fastgrad._tensor.grad_mode cimport grad_enabled
@@ -11,6 +13,7 @@ cdef object _np_log = np.log
 cdef object _np_maximum = np.maximum
 cdef object _np_arange = np.arange
 cdef object _np_errstate = np.errstate
+cdef object _intp = np.dtype(np.intp)
 
 
 cdef object _require_tensor(object v, str what):
@@ -64,7 +67,7 @@ cdef object _join(object tensors, object axis, bint new_axis):
                          f"{axis} ({exc})") from None
     cdef Tensor t = new_tensor(out)
     kids = tuple([grad_child(it) for it in items])
-    if grad_enabled and any(k is not None for k in kids):
+    if grad_enabled() and any(k is not None for k in kids):
         ax = norm_axes(axis, out.ndim, what)[0]
         if new_axis:
             params = (ax,)
@@ -102,18 +105,19 @@ def linear(x, weight, bias=None):
     out = xv * wv[:, 0] if wv.shape[1] == 1 else xv @ wv.T
     if bias is not None:
         tb = _require_tensor(bias, 'linear')
-        if tb._data.shape != (wv.shape[0],):
-            raise ValueError(f"linear: bias of shape {tb._data.shape} does not fit weight of "
+        bv = tb._data
+        if bv.shape != (wv.shape[0],):
+            raise ValueError(f"linear: bias of shape {bv.shape} does not fit weight of "
                              f"shape {wv.shape}")
-        if out.dtype == tb._data.dtype:
-            out = add_bias(out, tb._data)      # in place: out is a fresh array
+        if out.dtype == bv.dtype:
+            out = add_bias(out, bv)     # in place: out is a fresh array
         else:
-            out = out + tb._data        # mixed float32/float64 promotes like numpy
+            out = out + bv              # mixed float32/float64 promotes like numpy
     cdef Tensor t = new_tensor(out)
     cdef Tensor ca = grad_child(tx)
     cdef Tensor cb = grad_child(tw)
     cdef Tensor cc = grad_child(tb)
-    if grad_enabled and (ca is not None or cb is not None or cc is not None):
+    if grad_enabled() and (ca is not None or cb is not None or cc is not None):
         record(t, TOP_LINEAR, ca, cb, xv, wv, None)
         t.c = cc
     return t
@@ -179,22 +183,23 @@ def cross_entropy(logits, targets):
                          f"shape (N,); got targets of shape {tv.shape}")
     n = xv.shape[0]
     c = xv.shape[1]
+    # A private copy: the backward indexes rows with these, so the caller's array, which may
+    # change after this call, must not be what it reads (values wrap into negatives, if at all).
+    ti = tv.astype(_intp)
     out = None
-    if n and c and (xv.dtype is F32 or xv.dtype is F64):
-        out, z, lse, ti = cross_entropy_value(xv, tv, n, c)
-        if out is not None:
-            tv = ti
+    if n and c:
+        out, z, lse = cross_entropy_value(xv, ti, n, c)
     if out is None:
-        if n and (tv.min() < 0 or tv.max() >= c):
+        if n and (ti.min() < 0 or ti.max() >= c or tv.min() < 0 or tv.max() >= c):
             raise ValueError(f"cross_entropy: targets must lie in [0, {c}), got values in "
                              f"[{tv.min()}, {tv.max()}]")
         z = xv - reduce_max(xv, 1, True)
         lse = _np_log(reduce_sum(_np_exp(z), 1, False))
         rows = _np_arange(n)
-        out = np_asarray(reduce_sum(lse - z[rows, tv], None, False) / n)
+        out = np_asarray(reduce_sum(lse - z[rows, ti], None, False) / n)
     cdef Tensor t = new_tensor(out.astype(xv.dtype, copy=False))
-    if grad_enabled and x._requires_grad:
-        record(t, TOP_CROSS_ENTROPY, x, None, z, tv, lse)
+    if grad_enabled() and x._requires_grad:
+        record(t, TOP_CROSS_ENTROPY, x, None, z, ti, lse)
     return t
 
 

@@ -1,11 +1,31 @@
-# Grad mode: whether the tensor engine's ops record (tensor.pxd's recording() reads the flag).
+# Grad mode: whether the tensor engine's ops record in the calling thread (tensor.pxd's
+# recording() reads it through grad_enabled()).
 import functools
 
-grad_enabled = True
+cdef extern from *:
+    """
+    /* One flag per thread, zero-initialised in every thread: a new thread records. */
+    #if defined(_MSC_VER)
+    static __declspec(thread) int fastgrad_grad_disabled = 0;
+    #else
+    static _Thread_local int fastgrad_grad_disabled = 0;
+    #endif
+    """
+    int fastgrad_grad_disabled
+
+
+cdef bint grad_enabled() noexcept nogil:
+    return not fastgrad_grad_disabled
+
+
+cdef void _set_grad_enabled(bint enabled) noexcept:
+    global fastgrad_grad_disabled
+    fastgrad_grad_disabled = not enabled
 
 
 def is_grad_enabled():
-    """True unless inside a `no_grad()` block.
+    """True unless inside a `no_grad()` block of the calling thread (grad mode is per thread,
+    as in PyTorch: a new thread starts with grad enabled).
 
     >>> is_grad_enabled()
     True
@@ -13,12 +33,13 @@ def is_grad_enabled():
     ...     is_grad_enabled()
     False
     """
-    return grad_enabled
+    return grad_enabled()
 
 
 class no_grad:
     """Context manager (and decorator): ops inside record nothing and return tensors that do
-    not require grad. Use it for evaluation and for optimizer updates.
+    not require grad. Use it for evaluation and for optimizer updates. It applies to the thread
+    that enters it only (as in PyTorch).
 
     >>> from fastgrad import Tensor
     >>> w = Tensor([1.0, 2.0], requires_grad=True)
@@ -33,14 +54,12 @@ class no_grad:
     """
 
     def __enter__(self):
-        global grad_enabled
-        self._prev = grad_enabled
-        grad_enabled = False
+        self._prev = grad_enabled()
+        _set_grad_enabled(False)
         return self
 
     def __exit__(self, *exc):
-        global grad_enabled
-        grad_enabled = self._prev
+        _set_grad_enabled(self._prev)
         return False
 
     def __call__(self, func):

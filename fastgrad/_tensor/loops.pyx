@@ -1,3 +1,5 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # Compiled loops for the numpy passes that are slow for their size in a batch step: the
 # row-wise parts of cross-entropy (numpy's reductions and broadcasts along a short last axis
 # run one inner loop per row, ~40 us for (256, 10); exp itself stays numpy's vectorised ufunc),
@@ -84,14 +86,18 @@ cdef void _ce_logp(floating *z, floating *lse, floating *p, Py_ssize_t n,
             p[i * c + j] = z[i * c + j] - l
 
 
-cdef void _ce_finish(floating *p, Py_ssize_t *t, floating scale, Py_ssize_t n,
-                     Py_ssize_t c) noexcept nogil:
-    """p[i, t[i]] -= 1; p *= scale"""
+cdef int _ce_finish(floating *p, Py_ssize_t *t, floating scale, Py_ssize_t n,
+                    Py_ssize_t c) noexcept nogil:
+    """p[i, t[i]] -= 1; p *= scale. -1 (and p unfinished) if a target is out of range: t is
+    checked here, where it is used, whatever checked it before."""
     cdef Py_ssize_t i, j
     for i in range(n):
+        if t[i] < 0 or t[i] >= c:
+            return -1
         p[i * c + t[i]] -= 1
     for i in range(n * c):
         p[i] *= scale
+    return 0
 
 
 cdef void _colsum_loop(floating *g, floating *out, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
@@ -106,6 +112,8 @@ cdef void _colsum_loop(floating *g, floating *out, Py_ssize_t n, Py_ssize_t c) n
 
 cdef object colsum(object g):
     """g.sum(axis=0) of a 2-D array: numpy's axis-0 reduction costs ~10 us at (256, 128)."""
+    if g.ndim != 2:
+        return _np_add_reduce(g, 0, None, None, False)
     cdef Py_ssize_t n = g.shape[0], c = g.shape[1]
     cdef void *pg
     if n == 0 or c == 0 or not (g.dtype is _F32 or g.dtype is _F64):
@@ -131,6 +139,9 @@ cdef void _add_rows_loop(floating *out, floating *b, Py_ssize_t n, Py_ssize_t c)
 cdef object add_bias(object out, object b):
     """out += b (b of shape (C,) along out's last axis) in place, like numpy's broadcast add
     (one add per element, same bits), minus its per-row inner loops."""
+    if b.ndim != 1:
+        out += b
+        return out
     cdef Py_ssize_t c = b.shape[0]
     cdef void *po
     cdef void *pb
@@ -200,12 +211,13 @@ cdef object relu_mask(object g, object out, bint owned):
     return r
 
 
-cdef tuple cross_entropy_value(object xv, object tv, Py_ssize_t n, Py_ssize_t c):
-    """cross_entropy's value with the compiled row loops: (loss, z, lse, targets as intp),
-    or (None,)*4 when the arrays do not fit them (or a target is out of range: the caller
-    reports it)."""
-    none = (None, None, None, None)
-    ti = tv if tv.dtype is _np_intp else tv.astype(_np_intp)
+cdef tuple cross_entropy_value(object xv, object ti, Py_ssize_t n, Py_ssize_t c):
+    """cross_entropy's value with the compiled row loops: (loss, z, lse), or (None,)*3 when the
+    arrays do not fit them (or a target is out of range: the caller reports it)."""
+    none = (None, None, None)
+    if not ((xv.dtype is _F32 or xv.dtype is _F64) and ti.dtype is _np_intp
+            and xv.shape == (n, c) and ti.shape == (n,)):
+        return none
     cdef Py_ssize_t *pt = <Py_ssize_t *>_buf(ti, False)
     if pt == NULL or not _targets_ok(pt, n, c):
         return none
@@ -216,26 +228,33 @@ cdef tuple cross_entropy_value(object xv, object tv, Py_ssize_t n, Py_ssize_t c)
     z = _np_empty_like(xv)
     lse = _np_empty_like(xv, shape=(n,))
     cdef void *pz = _buf(z, True)
-    cdef void *pl = _buf(lse, True)
     cdef double total
     if xv.dtype is _F32:
         _ce_shift[float](<float *>px, <float *>pz, n, c)
-        e = _np_exp(z)
-        total = _ce_lse[float](<float *>pz, <float *>_buf(e, False), <float *>pl, pt, n, c)
     else:
         _ce_shift[double](<double *>px, <double *>pz, n, c)
-        e = _np_exp(z)
+    e = _np_exp(z)      # (may release the GIL: the pointers are taken again after it)
+    pz = _buf(z, False)
+    cdef void *pl = _buf(lse, True)
+    pt = <Py_ssize_t *>_buf(ti, False)
+    if not _targets_ok(pt, n, c):   # pragma: no cover - ti is the caller's private copy
+        return none
+    if xv.dtype is _F32:
+        total = _ce_lse[float](<float *>pz, <float *>_buf(e, False), <float *>pl, pt, n, c)
+    else:
         total = _ce_lse[double](<double *>pz, <double *>_buf(e, False), <double *>pl, pt, n, c)
-    return _np_asarray(total / n, dtype=xv.dtype), z, lse, ti
+    return _np_asarray(total / n, dtype=xv.dtype), z, lse
 
 
 cdef object cross_entropy_grad(object z, object lse, object t, object scale):
     """(softmax(z) - onehot(t)) * scale with the compiled row loops, or None if the arrays do
     not fit them (the caller then uses numpy)."""
     if not ((z.dtype is _F32 or z.dtype is _F64) and t.dtype is _np_intp
-            and lse.dtype is z.dtype and z.ndim == 2):
+            and lse.dtype is z.dtype and z.ndim == 2 and t.ndim == 1 and lse.ndim == 1):
         return None
     cdef Py_ssize_t rows = z.shape[0], c = z.shape[1]
+    if t.shape[0] != rows or lse.shape[0] != rows:
+        return None
     cdef void *pz = _buf(z, False)
     cdef void *pl = _buf(lse, False)
     cdef void *pt = _buf(t, False)
@@ -243,12 +262,20 @@ cdef object cross_entropy_grad(object z, object lse, object t, object scale):
         return None
     p = _np_empty_like(z)
     cdef void *pp = _buf(p, True)
+    cdef int status
     if z.dtype is _F32:
         _ce_logp[float](<float *>pz, <float *>pl, <float *>pp, rows, c)
-        _np_exp(p, out=p)
-        _ce_finish[float](<float *>pp, <Py_ssize_t *>pt, <float>scale, rows, c)
     else:
         _ce_logp[double](<double *>pz, <double *>pl, <double *>pp, rows, c)
-        _np_exp(p, out=p)
-        _ce_finish[double](<double *>pp, <Py_ssize_t *>pt, <double>scale, rows, c)
+    _np_exp(p, out=p)   # (may release the GIL: the pointers are taken again after it)
+    pp = _buf(p, True)
+    pt = _buf(t, False)
+    if pp == NULL or pt == NULL:    # pragma: no cover - t is the node's private array
+        return None
+    if z.dtype is _F32:
+        status = _ce_finish[float](<float *>pp, <Py_ssize_t *>pt, <float>scale, rows, c)
+    else:
+        status = _ce_finish[double](<double *>pp, <Py_ssize_t *>pt, <double>scale, rows, c)
+    if status:
+        raise ValueError(f"cross_entropy: a saved target lies outside [0, {c})")
     return p

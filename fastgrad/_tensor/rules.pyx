@@ -1,7 +1,9 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The derivative rules of every op: one section per op code, holding its two rules side by side.
 #
-#   backward rule   (n, g) -> None: the vector-Jacobian product. Pushes the gradient g of node n
-#                   to n's children with accumulate().
+#   backward rule   (s, n, g) -> None: the vector-Jacobian product. Pushes the gradient g of node
+#                   n to n's children with push() (s: the sweep's state, rules.pxd).
 #   tangent rule    (n, ta, tb, tc) -> t: the Jacobian-vector product. The tangent of n from
 #                   its children's tangents (None is an exact zero).
 #
@@ -11,8 +13,12 @@
 # A section ends by registering its pair for its op code; the sweeps (sweep.pyx) only route a
 # node to its op's rules through backward_rule() and tangent_rule(), and every op code must have
 # both rules (checked when the module is imported).
+cimport cython
 from libc.stdint cimport uint8_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
 
+from fastgrad._memory cimport capacity_for
 from fastgrad._tensor.loops cimport cross_entropy_grad, colsum, relu_mask
 from fastgrad._tensor.tensor cimport *
 
@@ -28,7 +34,7 @@ cdef object _np_add_at = np.add.at
 cdef object _np_arange = np.arange
 cdef object _np_errstate = np.errstate
 
-ctypedef int (*_backward_fn)(Tensor n, object g) except -1
+ctypedef int (*_backward_fn)(Sweep s, Tensor n, object g) except -1
 ctypedef object (*_tangent_fn)(Tensor n, object ta, object tb, object tc)
 
 cdef _backward_fn _backward_rules[TOP_COUNT]
@@ -40,43 +46,137 @@ cdef void _register(uint8_t op, _backward_fn backward, _tangent_fn tangent) noex
     _tangent_rules[op] = tangent
 
 
-cdef int backward_rule(Tensor n, object g) except -1:
-    cdef _backward_fn rule = _backward_rules[n.op]
-    if rule == NULL:  # pragma: no cover - every recorded op code has rules (checked at import)
-        raise RuntimeError(f"fastgrad: no backward rule for op {n.op}")
-    return rule(n, g)
+cdef int backward_rule(Sweep s, Tensor n, object g) except -1:
+    if n.op >= TOP_COUNT or _backward_rules[n.op] == NULL:  # pragma: no cover - nodes are
+        raise RuntimeError(f"fastgrad: no backward rule for op {n.op}")  # checked when made
+    return _backward_rules[n.op](s, n, g)
 
 
 cdef object tangent_rule(Tensor n, object ta, object tb, object tc):
-    cdef _tangent_fn rule = _tangent_rules[n.op]
-    if rule == NULL:  # pragma: no cover - every recorded op code has rules (checked at import)
+    if n.op >= TOP_COUNT or _tangent_rules[n.op] == NULL:  # pragma: no cover - as above
         raise RuntimeError(f"fastgrad: no tangent rule for op {n.op}")
-    return rule(n, ta, tb, tc)
+    return _tangent_rules[n.op](n, ta, tb, tc)
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared by the rules
+# The sweep's state and the accumulation of contributions
 
 
-cdef object _unbroadcast(object g, tuple shape):
-    """Sum g over the axes numpy broadcast to reach g.shape from shape."""
-    cdef tuple gs = g.shape
-    cdef int lead = len(gs) - len(shape)
-    cdef int i
+cdef void *_grow(void *p, void *inline_storage, size_t *capacity, size_t needed,
+                  size_t item) except NULL:
+    """p (holding capacity[0] items, in inline_storage or on the heap) resized to hold at least
+    `needed` items by the shared policy; the old items are kept."""
+    cdef size_t cap = capacity_for(needed, capacity[0])
+    cdef void *q
+    if p == inline_storage:
+        q = malloc(cap * item)
+        if q != NULL:
+            memcpy(q, p, capacity[0] * item)
+    else:
+        q = realloc(p, cap * item)
+    if q == NULL:
+        raise MemoryError("fastgrad: no memory for the reverse sweep")
+    capacity[0] = cap
+    return q
+
+
+@cython.freelist(8)
+cdef class Sweep:
+    """One reverse sweep's private state (fields and invariants: rules.pxd)."""
+
+    def __cinit__(self):
+        self.edges = self.inline_edges
+        self.first = self.inline_first
+        self.owned = self.inline_owned
+        self.edges_capacity = 3 * SWEEP_INLINE_NODES
+        self.first_capacity = SWEEP_INLINE_NODES + 1
+        self.owned_capacity = SWEEP_INLINE_NODES
+
+    def __dealloc__(self):
+        if self.owned != self.inline_owned:
+            free(self.owned)
+        if self.edges != self.inline_edges:
+            free(self.edges)
+        if self.first != self.inline_first:
+            free(self.first)
+
+    cdef int add_edges(self, Tensor node) except -1:
+        # called from inside the DFS: allocates no Python object (see sweep.pyx's _topo)
+        cdef Py_ssize_t i = len(self.nodes)
+        cdef Py_ssize_t start = self.first[i] if i else 0
+        cdef tuple joined = None
+        cdef Py_ssize_t count = 3, j
+        if node.op == TOP_CONCAT or node.op == TOP_STACK:
+            joined = <tuple?>node.x0
+            count = len(joined)
+        if <size_t>(start + count) > self.edges_capacity:
+            self.edges = <Py_ssize_t *>_grow(self.edges, self.inline_edges, &self.edges_capacity,
+                                             start + count, sizeof(Py_ssize_t))
+        if <size_t>(i + 2) > self.first_capacity:
+            self.first = <Py_ssize_t *>_grow(self.first, self.inline_first, &self.first_capacity,
+                                             i + 2, sizeof(Py_ssize_t))
+        self.first[i] = start
+        if joined is None:
+            self.edges[start] = _position(node.a, i)
+            self.edges[start + 1] = _position(node.b, i)
+            self.edges[start + 2] = _position(node.c, i)
+        else:
+            for j in range(count):
+                self.edges[start + j] = _position(joined[j], i)
+        self.first[i + 1] = start + count
+        return 0
+
+    cdef int size_owned(self, Py_ssize_t n) except -1:
+        if <size_t>n > self.owned_capacity:
+            self.owned = <uint8_t *>_grow(self.owned, self.inline_owned, &self.owned_capacity,
+                                          n, 1)
+        return 0
+
+
+cdef inline Py_ssize_t _position(object kid, Py_ssize_t parent) except -2:
+    """The position of a child in the sweep being built (-1 for none)."""
+    if kid is None:
+        return -1
+    cdef Py_ssize_t k = (<Tensor?>kid).slot
+    if not (0 <= k < parent):   # pragma: no cover - graphs are acyclic by construction
+        raise RuntimeError("fastgrad: the recorded graph is corrupt (a child is not below its "
+                           "parent)")
+    return k
+
+
+cdef object _unbroadcast(object g, tuple gs, tuple shape):
+    """Sum g (of shape gs) over the axes numpy broadcast to reach gs from shape; RuntimeError
+    if shape does not broadcast to gs."""
+    cdef Py_ssize_t lead = len(gs) - len(shape)
+    cdef Py_ssize_t i
+    if lead < 0:
+        _shape_mismatch(gs, shape)
     axes = list(range(lead))
     for i in range(len(shape)):
         if shape[i] == 1 and gs[lead + i] != 1:
             axes.append(lead + i)
+        elif shape[i] != gs[lead + i]:
+            _shape_mismatch(gs, shape)
     return reduce_sum(g, tuple(axes), False).reshape(shape)
 
 
-cdef int accumulate(Tensor child, object contrib, bint fresh) except -1:
-    """Add a contribution to child's gradient buffer. `fresh`: nobody else holds contrib."""
-    if child is None:
+cdef int _shape_mismatch(tuple gs, tuple shape) except -1:
+    raise RuntimeError(f"backward(): a gradient of shape {gs} cannot flow into a tensor of "
+                       f"shape {shape} (was its .data replaced by an array of another shape "
+                       f"after it was used?)")
+
+
+cdef int push(Sweep s, Py_ssize_t which, object contrib, bint fresh) except -1:
+    if which >= s.nkids:    # pragma: no cover - the rules and the edges agree by construction
+        raise RuntimeError("fastgrad: a backward rule pushed to a child its node does not have")
+    cdef Py_ssize_t k = s.kids[which]
+    if k < 0:
         return 0
-    cdef object cd = child._data
-    if contrib.shape != cd.shape:
-        contrib = _unbroadcast(contrib, cd.shape)
+    cdef object cd = (<Tensor>s.nodes[k])._data
+    cdef tuple cs = contrib.shape
+    cdef tuple shape = cd.shape
+    if cs != shape:
+        contrib = _unbroadcast(contrib, cs, shape)
         fresh = True
     if type(contrib) is not ndarray:        # numpy turns 0-d results into scalars
         contrib = np_asarray(contrib)
@@ -84,18 +184,16 @@ cdef int accumulate(Tensor child, object contrib, bint fresh) except -1:
     if contrib.dtype is not cd.dtype and contrib.dtype != cd.dtype:
         contrib = contrib.astype(cd.dtype)
         fresh = True
-    cdef object g = child._grad
+    cdef object g = s.grads[k]
     if g is None:
-        if not fresh and child.op == TOP_LEAF:
-            contrib = contrib.copy()    # a leaf's .grad is the user's: never a shared view
-            fresh = True
-        child._grad = contrib
-        child._owned = fresh
-    elif child._owned:
+        s.grads[k] = contrib
+        s.owned[k] = fresh
+    elif s.owned[k]:
         g += contrib
     else:
-        child._grad = g + contrib
-        child._owned = True
+        g = g + contrib
+        s.grads[k] = g if type(g) is ndarray else np_asarray(g)     # (0-d sums are scalars)
+        s.owned[k] = True
     return 0
 
 
@@ -128,9 +226,9 @@ cdef tuple _kept_axes(tuple kshape):
 
 # --- add: a + b ------------------------------------------------------------------------------
 
-cdef int _add_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g, False)
-    accumulate(n.b, g, False)
+cdef int _add_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g, False)
+    push(s, 1, g, False)
     return 0
 
 
@@ -141,10 +239,10 @@ _register(TOP_ADD, _add_backward, _add_tangent)
 
 # --- sub: a - b ------------------------------------------------------------------------------
 
-cdef int _sub_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g, False)
+cdef int _sub_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g, False)
     if n.b is not None:
-        accumulate(n.b, -g, True)
+        push(s, 1, -g, True)
     return 0
 
 
@@ -155,11 +253,11 @@ _register(TOP_SUB, _sub_backward, _sub_tangent)
 
 # --- mul: x0 * x1 ----------------------------------------------------------------------------
 
-cdef int _mul_backward(Tensor n, object g) except -1:
+cdef int _mul_backward(Sweep s, Tensor n, object g) except -1:
     if n.a is not None:
-        accumulate(n.a, g * n.x1, True)
+        push(s, 0, g * n.x1, True)
     if n.b is not None:
-        accumulate(n.b, g * n.x0, True)
+        push(s, 1, g * n.x0, True)
     return 0
 
 
@@ -175,11 +273,11 @@ _register(TOP_MUL, _mul_backward, _mul_tangent)
 
 # --- div: x0 / x1 (value out) ----------------------------------------------------------------
 
-cdef int _div_backward(Tensor n, object g) except -1:
+cdef int _div_backward(Sweep s, Tensor n, object g) except -1:
     if n.a is not None:
-        accumulate(n.a, g / n.x1, True)
+        push(s, 0, g / n.x1, True)
     if n.b is not None:
-        accumulate(n.b, -g * n._data / n.x1, True)
+        push(s, 1, -g * n._data / n.x1, True)
     return 0
 
 
@@ -204,15 +302,15 @@ cdef object _pow_dy(object out, object x, object v):
     return _np_where(np_asarray(x) == 0, 0.0, dv)
 
 
-cdef int _pow_backward(Tensor n, object g) except -1:
+cdef int _pow_backward(Sweep s, Tensor n, object g) except -1:
     if n.a is not None:
         y = n.x1
         if type(y) is float and y == 2.0:
-            accumulate(n.a, g * 2.0 * n.x0, True)
+            push(s, 0, g * 2.0 * n.x0, True)
         else:
-            accumulate(n.a, g * y * n.x0 ** (y - 1.0), True)
+            push(s, 0, g * y * n.x0 ** (y - 1.0), True)
     if n.b is not None:
-        accumulate(n.b, _pow_dy(n._data, n.x0, g), True)
+        push(s, 1, _pow_dy(n._data, n.x0, g), True)
     return 0
 
 
@@ -233,8 +331,8 @@ _register(TOP_POW, _pow_backward, _pow_tangent)
 
 # --- neg: -a ---------------------------------------------------------------------------------
 
-cdef int _neg_backward(Tensor n, object g) except -1:
-    accumulate(n.a, -g, True)
+cdef int _neg_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, -g, True)
     return 0
 
 
@@ -245,21 +343,21 @@ _register(TOP_NEG, _neg_backward, _neg_tangent)
 
 # --- matmul: x0 @ x1 (numpy's rules: 1-D operands are promoted, batches broadcast) -----------
 
-cdef int _matmul_backward(Tensor n, object g) except -1:
+cdef int _matmul_backward(Sweep s, Tensor n, object g) except -1:
     x = n.x0
     y = n.x1
     cdef bint x1d = x.ndim == 1, y1d = y.ndim == 1
     if x1d and y1d:
         if n.a is not None:
-            accumulate(n.a, g * y, True)
+            push(s, 0, g * y, True)
         if n.b is not None:
-            accumulate(n.b, g * x, True)
+            push(s, 1, g * x, True)
         return 0
     if x.ndim == 2 and y.ndim == 2:
         if n.a is not None:
-            accumulate(n.a, g @ y.T, True)
+            push(s, 0, g @ y.T, True)
         if n.b is not None:
-            accumulate(n.b, x.T @ g, True)
+            push(s, 1, x.T @ g, True)
         return 0
     x2 = x[None, :] if x1d else x
     y2 = y[:, None] if y1d else y
@@ -272,12 +370,12 @@ cdef int _matmul_backward(Tensor n, object g) except -1:
         ga = g2 @ y2.swapaxes(-1, -2)
         if x1d:
             ga = ga[..., 0, :]
-        accumulate(n.a, ga, True)
+        push(s, 0, ga, True)
     if n.b is not None:
         gb = x2.swapaxes(-1, -2) @ g2
         if y1d:
             gb = gb[..., 0]
-        accumulate(n.b, gb, True)
+        push(s, 1, gb, True)
     return 0
 
 
@@ -298,8 +396,8 @@ _register(TOP_MATMUL, _matmul_backward, _matmul_tangent)
 
 # --- sum: aux is the keepdims shape ----------------------------------------------------------
 
-cdef int _sum_backward(Tensor n, object g) except -1:
-    accumulate(n.a, _np_broadcast_to(g.reshape(n.aux), n.x0.shape), False)
+cdef int _sum_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, _np_broadcast_to(g.reshape(n.aux), n.x0.shape), False)
     return 0
 
 
@@ -310,8 +408,8 @@ _register(TOP_SUM, _sum_backward, _sum_tangent)
 
 # --- mean: aux is (keepdims shape, count) ----------------------------------------------------
 
-cdef int _mean_backward(Tensor n, object g) except -1:
-    accumulate(n.a, _np_broadcast_to(g.reshape(n.aux[0]) / n.aux[1], n.x0.shape), False)
+cdef int _mean_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, _np_broadcast_to(g.reshape(n.aux[0]) / n.aux[1], n.x0.shape), False)
     return 0
 
 
@@ -322,11 +420,11 @@ _register(TOP_MEAN, _mean_backward, _mean_tangent)
 
 # --- max: aux is (keepdims shape, axes); ties share the gradient evenly ----------------------
 
-cdef int _max_backward(Tensor n, object g) except -1:
+cdef int _max_backward(Sweep s, Tensor n, object g) except -1:
     kshape, axes = n.aux
     mask = n.x0 == n._data.reshape(kshape)
     count = mask.sum(axis=axes, keepdims=True)
-    accumulate(n.a, mask * (g.reshape(kshape) / count), True)
+    push(s, 0, mask * (g.reshape(kshape) / count), True)
     return 0
 
 
@@ -345,8 +443,8 @@ _register(TOP_MAX, _max_backward, _max_tangent)
 
 # --- reshape ---------------------------------------------------------------------------------
 
-cdef int _reshape_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g.reshape(n.x0.shape), False)
+cdef int _reshape_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g.reshape(n.x0.shape), False)
     return 0
 
 
@@ -357,8 +455,8 @@ _register(TOP_RESHAPE, _reshape_backward, _reshape_tangent)
 
 # --- transpose: aux is the inverse permutation -----------------------------------------------
 
-cdef int _transpose_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g.transpose(n.aux), False)
+cdef int _transpose_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g.transpose(n.aux), False)
     return 0
 
 
@@ -373,14 +471,14 @@ _register(TOP_TRANSPOSE, _transpose_backward, _transpose_tangent)
 
 # --- getitem: aux is (key, basic); basic keys never select an element twice ------------------
 
-cdef int _index_backward(Tensor n, object g) except -1:
+cdef int _index_backward(Sweep s, Tensor n, object g) except -1:
     key, basic = n.aux
     gz = _np_zeros(n.x0.shape, dtype=g.dtype)
     if basic:
         gz[key] = g
     else:
         _np_add_at(gz, key, g)
-    accumulate(n.a, gz, True)
+    push(s, 0, gz, True)
     return 0
 
 
@@ -401,10 +499,10 @@ cdef tuple _join_part(Tensor n, Py_ssize_t i):
     return lead + (i,)
 
 
-cdef int _join_backward(Tensor n, object g) except -1:
+cdef int _join_backward(Sweep s, Tensor n, object g) except -1:
     for i, kid in enumerate(n.x0):
         if kid is not None:
-            accumulate(<Tensor>kid, g[_join_part(n, i)], False)
+            push(s, i, g[_join_part(n, i)], False)
     return 0
 
 
@@ -429,10 +527,10 @@ _register(TOP_STACK, _join_backward, _join_tangent)
 
 # --- relu: the mask out > 0, so relu'(0) = 0 -------------------------------------------------
 
-cdef int _relu_backward(Tensor n, object g) except -1:
+cdef int _relu_backward(Sweep s, Tensor n, object g) except -1:
     # one branch-free compiled pass (a per-element branch, np.where or a naive C loop,
     # mispredicts half the time and measured 5x slower on (256, 128))
-    accumulate(n.a, relu_mask(g, n._data, n._owned), True)
+    push(s, 0, relu_mask(g, n._data, s.g_owned), True)
     return 0
 
 
@@ -443,9 +541,9 @@ _register(TOP_RELU, _relu_backward, _relu_tangent)
 
 # --- tanh: 1 - out**2 ------------------------------------------------------------------------
 
-cdef int _tanh_backward(Tensor n, object g) except -1:
+cdef int _tanh_backward(Sweep s, Tensor n, object g) except -1:
     out = n._data
-    accumulate(n.a, g * (1.0 - out * out), True)
+    push(s, 0, g * (1.0 - out * out), True)
     return 0
 
 
@@ -457,8 +555,8 @@ _register(TOP_TANH, _tanh_backward, _tanh_tangent)
 
 # --- exp: out --------------------------------------------------------------------------------
 
-cdef int _exp_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g * n._data, True)
+cdef int _exp_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g * n._data, True)
     return 0
 
 
@@ -469,8 +567,8 @@ _register(TOP_EXP, _exp_backward, _exp_tangent)
 
 # --- log: 1 / x ------------------------------------------------------------------------------
 
-cdef int _log_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g / n.x0, True)
+cdef int _log_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g / n.x0, True)
     return 0
 
 
@@ -481,9 +579,9 @@ _register(TOP_LOG, _log_backward, _log_tangent)
 
 # --- sigmoid: out (1 - out) ------------------------------------------------------------------
 
-cdef int _sigmoid_backward(Tensor n, object g) except -1:
+cdef int _sigmoid_backward(Sweep s, Tensor n, object g) except -1:
     out = n._data
-    accumulate(n.a, g * out * (1.0 - out), True)
+    push(s, 0, g * out * (1.0 - out), True)
     return 0
 
 
@@ -495,10 +593,10 @@ _register(TOP_SIGMOID, _sigmoid_backward, _sigmoid_tangent)
 
 # --- softmax along the axes in aux -----------------------------------------------------------
 
-cdef int _softmax_backward(Tensor n, object g) except -1:
+cdef int _softmax_backward(Sweep s, Tensor n, object g) except -1:
     out = n._data
     go = g * out
-    accumulate(n.a, go - out * reduce_sum(go, n.aux, True), True)
+    push(s, 0, go - out * reduce_sum(go, n.aux, True), True)
     return 0
 
 
@@ -511,8 +609,8 @@ _register(TOP_SOFTMAX, _softmax_backward, _softmax_tangent)
 
 # --- log_softmax along the axes in aux -------------------------------------------------------
 
-cdef int _log_softmax_backward(Tensor n, object g) except -1:
-    accumulate(n.a, g - _np_exp(n._data) * reduce_sum(g, n.aux, True), True)
+cdef int _log_softmax_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g - _np_exp(n._data) * reduce_sum(g, n.aux, True), True)
     return 0
 
 
@@ -527,11 +625,11 @@ _register(TOP_LOG_SOFTMAX, _log_softmax_backward, _log_softmax_tangent)
 
 # --- linear: x @ w.T + b; x0 = x, x1 = w; children a = x, b = w, c = bias -------------------
 
-cdef int _linear_backward(Tensor n, object g) except -1:
+cdef int _linear_backward(Sweep s, Tensor n, object g) except -1:
     x = n.x0
     w = n.x1
     if n.a is not None:
-        accumulate(n.a, g * w[0] if w.shape[0] == 1 else g @ w, True)   # one output: outer product
+        push(s, 0, g * w[0] if w.shape[0] == 1 else g @ w, True)   # one output: outer product
     if n.b is not None or n.c is not None:
         if x.ndim == 2:
             g2 = g
@@ -540,9 +638,9 @@ cdef int _linear_backward(Tensor n, object g) except -1:
             g2 = g.reshape(-1, w.shape[0])
             x2 = x.reshape(-1, w.shape[1])
         if n.b is not None:
-            accumulate(n.b, g2.T @ x2, True)
+            push(s, 1, g2.T @ x2, True)
         if n.c is not None:
-            accumulate(n.c, colsum(g2), True)
+            push(s, 2, colsum(g2), True)
     return 0
 
 
@@ -558,15 +656,18 @@ _register(TOP_LINEAR, _linear_backward, _linear_tangent)
 
 # --- mse_loss: mean(d**2); x0 = d = input - target, aux = count ------------------------------
 
-cdef int _mse_backward(Tensor n, object g) except -1:
-    ga = (2.0 / n.aux) * g * n.x0
-    accumulate(n.a, ga, True)
+cdef int _mse_backward(Sweep s, Tensor n, object g) except -1:
+    # (an empty input, whose loss is nan, gets its empty gradient)
+    ga = ((2.0 / n.aux) if n.aux else 0.0) * g * n.x0
+    push(s, 0, ga, True)
     if n.b is not None:
-        accumulate(n.b, -ga, True)
+        push(s, 1, -ga, True)
     return 0
 
 
 cdef object _mse_tangent(Tensor n, object ta, object tb, object tc):
+    if not n.aux:
+        return np.nan       # the derivative of the empty mean, nan like its value
     return reduce_sum(n.x0 * _tminus(ta, tb), None, False) * 2.0 / n.aux
 
 _register(TOP_MSE, _mse_backward, _mse_tangent)
@@ -574,7 +675,7 @@ _register(TOP_MSE, _mse_backward, _mse_tangent)
 # --- cross_entropy: x0 = z (shifted logits), x1 = targets, aux = lse -------------------------
 # d/dlogits = (softmax(z) - onehot(targets)) / rows
 
-cdef int _cross_entropy_backward(Tensor n, object g) except -1:
+cdef int _cross_entropy_backward(Sweep s, Tensor n, object g) except -1:
     z = n.x0
     rows = z.shape[0]
     scale = g / rows
@@ -583,7 +684,7 @@ cdef int _cross_entropy_backward(Tensor n, object g) except -1:
         p = _np_exp(z - n.aux[:, None])
         p[_np_arange(rows), n.x1] -= 1.0
         p *= scale
-    accumulate(n.a, p, True)
+    push(s, 0, p, True)
     return 0
 
 
@@ -600,14 +701,14 @@ _register(TOP_CROSS_ENTROPY, _cross_entropy_backward, _cross_entropy_tangent)
 # --- binary_cross_entropy: x0 = p, x1 = t, aux = (count, clamped log p, clamped log 1-p) -----
 # d/dp = (p - t) / max(p (1 - p), 1e-12) / count; d/dt = (log(1-p) - log p) / count
 
-cdef int _bce_backward(Tensor n, object g) except -1:
+cdef int _bce_backward(Sweep s, Tensor n, object g) except -1:
     count, lp, lq = n.aux
     pv = n.x0
     tv = n.x1
     if n.a is not None:
-        accumulate(n.a, g * (pv - tv) / _np_maximum(pv * (1.0 - pv), 1e-12) / count, True)
+        push(s, 0, g * (pv - tv) / _np_maximum(pv * (1.0 - pv), 1e-12) / count, True)
     if n.b is not None:
-        accumulate(n.b, g * (lq - lp) / count, True)
+        push(s, 1, g * (lq - lp) / count, True)
     return 0
 
 

@@ -1,9 +1,11 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The two sweeps over a recorded graph: the reverse sweep (Tensor.backward) and the forward-mode
 # sweep (tensor_jvp). Both walk the nodes behind an output in one topological order (_topo) and
 # route each node to its op's rules (rules.pyx); neither knows any op.
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint8_t, uint64_t
 
-from fastgrad._tensor.rules cimport accumulate, backward_rule, tangent_rule
+from fastgrad._tensor.rules cimport Sweep, backward_rule, push, tangent_rule
 from fastgrad._tensor.tensor cimport *
 
 import numpy as np
@@ -12,23 +14,34 @@ cdef object _np_broadcast_to = np.broadcast_to
 cdef object _np_zeros = np.zeros
 cdef object _np_empty_like = np.empty_like
 
-cdef uint32_t _epoch = 0
+# The DFS's marks: a node is visited in DFS number e when its mark is 2e, done when 2e + 1. 64
+# bits never wrap, so a mark left by an old DFS can never pass for a current one.
+cdef uint64_t _epoch = 0
 
 
-cdef inline void _push_child(list stack, Tensor k, uint32_t visited):
+cdef inline void _push_child(list stack, Tensor k, uint64_t visited):
     if k is not None and k.mark < visited:
         stack.append(k)
 
 
-cdef list _topo(Tensor root):
-    """Nodes below root in post-order (children first), by an explicit-stack DFS."""
+cdef list _topo(Tensor root, Sweep s):
+    """Nodes below root in post-order (children first), by an explicit-stack DFS; each node's
+    slot is set to its position, and if s is given its children's positions are recorded there.
+
+    The marks and slots are written on the nodes, which other sweeps share, so the DFS must not
+    be interleaved with another: it runs no Python code, allocates no object the cyclic
+    collector could start on (whose finalizers could run a backward()), and holds the GIL
+    throughout. Everything after it reads the sweep's own copy of the positions (s), never the
+    nodes' slots."""
     global _epoch
-    _epoch += 1
-    cdef uint32_t visited = 2 * _epoch
-    cdef uint32_t done = visited + 1
     cdef list order = []
     cdef list stack = [root]
+    _epoch += 1
+    cdef uint64_t visited = 2 * _epoch
+    cdef uint64_t done = visited + 1
     cdef Tensor n
+    if s is not None:
+        s.nodes = order
     while stack:
         n = <Tensor>stack[len(stack) - 1]
         if n.mark < visited:
@@ -36,8 +49,9 @@ cdef list _topo(Tensor root):
             if n.op == TOP_LEAF:
                 continue        # leaves have no children; emitted on the next pass
             if n.op == TOP_CONCAT or n.op == TOP_STACK:
-                for k in n.x0:
-                    _push_child(stack, <Tensor>k, visited)
+                for k in <tuple?>n.x0:
+                    if k is not None:
+                        _push_child(stack, <Tensor?>k, visited)
             else:
                 _push_child(stack, n.a, visited)
                 _push_child(stack, n.b, visited)
@@ -46,8 +60,9 @@ cdef list _topo(Tensor root):
             stack.pop()
             if n.mark != done:
                 n.mark = done
-                if n.op != TOP_LEAF:
-                    n._grad = None      # stale buffer of an interrupted sweep
+                if s is not None:
+                    s.add_edges(n)
+                n.slot = len(order)
                 order.append(n)
     return order
 
@@ -56,22 +71,56 @@ cdef list _topo(Tensor root):
 # The reverse sweep
 
 
+cdef int _merge_into_leaf(Tensor leaf, object g, bint owned) except -1:
+    """leaf.grad += g, as one atomic step for other threads: the sum is computed out of place
+    (numpy may release the GIL, or a warnings hook run Python code, during it) and stored only
+    if no other sweep stored a gradient meanwhile; otherwise it is computed again. (g has the
+    leaf's shape: push() checked it.)"""
+    while True:
+        old = leaf._grad
+        if old is None:
+            new = g if owned else g.copy()  # a leaf's .grad is the user's: never a shared view
+        elif old.shape != g.shape:
+            raise RuntimeError(f"backward(): the .grad of shape {old.shape} of a tensor of shape "
+                               f"{leaf._data.shape} cannot accumulate a gradient of shape "
+                               f"{g.shape} (was its .data replaced?)")
+        else:
+            new = old + g
+            if type(new) is not ndarray:    # (0-d sums are numpy scalars)
+                new = np_asarray(new)
+        if leaf._grad is old:       # nothing in between runs Python code or releases the GIL
+            leaf._grad = new
+            return 0
+        if old is None and not owned:   # keep the copy for the next attempt
+            g = new
+            owned = True
+
+
 cdef int _run_backward(Tensor root, object seed) except -1:
-    """Accumulate seed . d(root)/d(leaf) into every leaf's gradient buffer (seed: an array of
-    root's shape and dtype, checked by Tensor.backward)."""
-    cdef list order = _topo(root)
+    """Accumulate seed . d(root)/d(leaf) into every leaf's gradient buffer (seed: a fresh array
+    of root's shape and dtype, checked by Tensor.backward)."""
+    cdef Sweep s = Sweep()
+    cdef list order = _topo(root, s)
+    cdef Py_ssize_t count = len(order), i
     cdef Tensor n
-    cdef Py_ssize_t i
-    accumulate(root, seed, True)
-    for i in range(len(order) - 1, -1, -1):
-        n = <Tensor>order[i]
-        if n.op == TOP_LEAF:
-            continue
-        g = n._grad
+    s.size_owned(count)
+    cdef list grads = [None] * count
+    s.grads = grads
+    grads[count - 1] = seed        # the root is last
+    s.owned[count - 1] = True
+    for i in range(count - 1, -1, -1):
+        g = grads[i]
         if g is None:
             continue
-        n._grad = None          # consumed: intermediate buffers are freed as we go
-        backward_rule(n, g)
+        grads[i] = None             # consumed: intermediate buffers are freed as we go
+        n = <Tensor>order[i]
+        if n.op == TOP_LEAF:
+            _merge_into_leaf(n, g, s.owned[i])
+            continue
+        s.kids = s.edges + s.first[i]
+        s.nkids = s.first[i + 1] - s.first[i]
+        s.g_owned = s.owned[i]
+        backward_rule(s, n, g)
     return 0
 
 
@@ -218,7 +267,7 @@ def tensor_jvp(output, tangents):
         seeds.append(t)
         tan[_addr(k)] = t
 
-    cdef list order = _topo(root)
+    cdef list order = _topo(root, None)
     cdef Py_ssize_t i, count = len(order)
     cdef Tensor n
     cdef dict uses = {}

@@ -23,15 +23,28 @@
 # outermost deallocation.
 #
 # The sweeps (sweep.pyx) are iterative: a DFS with an explicit stack gives a topological order
-# (`mark`, with epoch marks: nothing is cleared between calls). The reverse sweep then walks it
-# backwards and hands each node's gradient to its op's backward rule, which accumulates each
-# contribution into the child's buffer, in place when the buffer is owned (`_owned`: allocated
-# by the sweep itself). A non-leaf's buffer is dropped as soon as its contributions are pushed
-# to its children; leaves keep theirs in `.grad` and accumulate over calls. The forward-mode
-# sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never
-# on the nodes. backward() frees only gradient buffers, never saved operands or parameters, so
+# (`mark`, with epoch marks: nothing is cleared between calls; `slot`, each node's position in
+# it). The reverse sweep then walks it backwards and hands each node's gradient to its op's
+# backward rule, which pushes each contribution to the children. The gradients being summed live
+# in the sweep's own state (rules.pxd's Sweep), never on the nodes: a non-leaf's is dropped as
+# soon as its contributions are pushed to its children; a leaf's is added to its `.grad` (which
+# accumulates over calls) once all of it is known. Sweeps over shared nodes, in several threads
+# or nested, therefore never see each other's partial sums (docs/threads.md). The forward-mode
+# sweep (tensor_jvp) walks the same order front to back; tangents live in its own dict, never on
+# the nodes. backward() writes only leaves' gradients, never saved operands or parameters, so
 # either sweep may run any number of times over a recorded graph.
-from libc.stdint cimport uint8_t, uint32_t
+#
+# Memory safety. No input, pickle, user callback or thread interleaving may crash the process:
+# every index the engine dereferences was validated where it entered (Tensor's conversions,
+# each op, pickling.pyx for pickles) or is checked where it is used. The modules keep Cython's
+# bounds checks on for Python tuples and lists (boundscheck and wraparound, at the top of each
+# .pyx: they cost nothing measurable next to numpy calls), and the raw-pointer loops of loops.pyx
+# check what they index. An op reads each input's array once and records what it computed with
+# (user code run by a conversion may rebind an input's .data meanwhile). Saved operands that a
+# loop trusts for indices (cross_entropy's targets) are private copies. The value of a recorded
+# node keeps its shape and dtype (the .data setter refuses others): its rules rely on them; a
+# leaf's may change, and the sweep refuses a gradient that no longer fits (RuntimeError).
+from libc.stdint cimport uint8_t, uint64_t
 
 from fastgrad._tensor.grad_mode cimport grad_enabled
 
@@ -69,14 +82,14 @@ cdef enum:
 # (tensor.pyx defines it @cython.no_gc, as explained above, with a freelist of 256 nodes)
 cdef class Tensor:
     cdef object _data           # the value: an ndarray, float32 or float64
-    cdef object _grad           # the gradient buffer (ndarray) or None
+    cdef object _grad           # a leaf's accumulated gradient (ndarray) or None
     cdef Tensor a, b, c         # child slots: the inputs that require grad (None otherwise)
     cdef object x0, x1          # the operand values the rules need (see the op codes)
     cdef object aux             # the op's parameters: axes, shapes, index key (see the op codes)
     cdef uint8_t op             # TOP_*; TOP_LEAF for inputs
     cdef bint _requires_grad    # ops on this tensor are recorded
-    cdef bint _owned            # the sweep allocated _grad, so it may add into it in place
-    cdef uint32_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
+    cdef uint64_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
+    cdef Py_ssize_t slot        # the node's position in the latest DFS's order (sweep.pyx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +106,11 @@ cdef object np_max_reduce           # np.maximum.reduce
 # A float32/float64 ndarray from user data (float32 stays float32, any other real dtype becomes
 # float64; dtype, if given, must be one of the two); TypeError for anything else.
 cdef object as_float_array(object data, object dtype, bint copy)
+# An ndarray operand of an op as a plain float32/float64 array: float16 becomes float32 (as
+# PyTorch promotes float32 with float16), other real dtypes as as_float_array makes them.
+cdef object operand_array(object o)
+# True if an index key, as Tensor.__getitem__ stores it, never selects an element twice.
+cdef bint is_basic_key(object key)
 # axis (None, an int or a tuple, negatives allowed) as a sorted tuple of distinct axes.
 cdef tuple norm_axes(object axis, int ndim, str what)
 
@@ -101,6 +119,9 @@ cdef tuple norm_axes(object axis, int ndim, str what)
 # the modules' imports one-way, tensor <- rules <- sweep).
 ctypedef int (*backward_sweep)(Tensor root, object seed) except -1
 cdef void install_backward_sweep(backward_sweep sweep) noexcept
+# Likewise Tensor.__reduce__ (pickle, copy.deepcopy) through the one of pickling.pyx.
+ctypedef object (*tensor_reducer)(Tensor t)
+cdef void install_tensor_reducer(tensor_reducer reducer) noexcept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +154,9 @@ cdef inline object operand(object o):
         dt = o.dtype
         if dt is F64 or dt is F32:          # the common case, without the general checks
             return o
-        return as_float_array(o, None, False)
+        return operand_array(o)
     if isinstance(o, ndarray):
-        return as_float_array(o, None, False)
+        return operand_array(o)
     if isinstance(o, Real):
         return float(o)
     return None
@@ -157,7 +178,7 @@ cdef inline Tensor new_tensor(object data):
 
 cdef inline bint recording(Tensor a, Tensor b) noexcept:
     """Whether an op with these child slots is recorded."""
-    return grad_enabled and (a is not None or b is not None)
+    return grad_enabled() and (a is not None or b is not None)
 
 
 cdef inline Tensor record(Tensor t, uint8_t op, Tensor a, Tensor b, object x0, object x1,

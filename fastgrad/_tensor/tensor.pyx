@@ -1,3 +1,5 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd)
 # The Tensor handle: the node type of the tape (its fields and invariants: tensor.pxd), its
 # conversions from user data, its operators and the ops recorded by its methods.
 #
@@ -14,6 +16,7 @@ from fastgrad._tensor.grad_mode cimport grad_enabled
 from fastgrad._tensor.loops cimport relu_value
 
 import numbers
+import operator
 
 import numpy as np
 
@@ -21,6 +24,7 @@ import numpy as np
 ndarray = np.ndarray
 F64 = np.dtype(np.float64)
 F32 = np.dtype(np.float32)
+cdef object F16 = np.dtype(np.float16)
 Real = numbers.Real
 np_asarray = np.asarray
 np_add_reduce = np.add.reduce
@@ -38,6 +42,7 @@ cdef object _np_log = np.log
 cdef object _np_tanh = np.tanh
 cdef object _np_abs = np.abs
 cdef object _np_empty_like = np.empty_like
+cdef object _operator_index = operator.index
 
 # The reverse sweep, installed by sweep.pyx when it is imported (see tensor.pxd).
 cdef backward_sweep _run_backward = NULL
@@ -46,6 +51,15 @@ cdef backward_sweep _run_backward = NULL
 cdef void install_backward_sweep(backward_sweep sweep) noexcept:
     global _run_backward
     _run_backward = sweep
+
+
+# Tensor.__reduce__, installed by pickling.pyx when it is imported (see tensor.pxd).
+cdef tensor_reducer _reduce = NULL
+
+
+cdef void install_tensor_reducer(tensor_reducer reducer) noexcept:
+    global _reduce
+    _reduce = reducer
 
 
 # Deallocation without recursion (see Tensor.__dealloc__).
@@ -87,8 +101,12 @@ cdef object as_float_array(object data, object dtype, bint copy):
     cdef object arr
     if isinstance(data, Tensor):
         arr = (<Tensor>data)._data
-    elif isinstance(data, ndarray):
+    elif type(data) is ndarray:
         arr = data
+    elif isinstance(data, ndarray):
+        # a plain view: no subclass's operators (np.matrix's * is a matrix product) or hooks
+        # (__array_ufunc__, __del__) travel into the engine's arrays
+        arr = np_asarray(data)
     elif isinstance(data, (str, bytes)) or data is None:
         raise TypeError(f"fastgrad.Tensor: cannot make a tensor from {type(data).__name__}")
     else:
@@ -107,7 +125,15 @@ cdef object as_float_array(object data, object dtype, bint copy):
         dtype = _float_dtype(dtype)
     if copy:
         return np.array(arr, dtype=dtype, copy=True)
+    if type(arr) is not ndarray:    # e.g. what a user's __array__ returned
+        arr = np_asarray(arr)
     return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+cdef object operand_array(object o):
+    if o.dtype == F16:
+        return np.array(o, dtype=F32)       # exact, and a plain array
+    return as_float_array(o, None, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +211,11 @@ cdef object _binary(uint8_t op, object x, object y):
     return t
 
 
-cdef Tensor _unary(Tensor x, uint8_t op, object out, object aux):
+cdef Tensor _unary(Tensor x, object xv, uint8_t op, object out, object aux):
+    """The node of a one-input op: out computed from xv, x's array as the op read it."""
     cdef Tensor t = new_tensor(out)
-    if grad_enabled and x._requires_grad:
-        record(t, op, x, None, x._data, None, aux)
+    if grad_enabled() and x._requires_grad:
+        record(t, op, x, None, xv, None, aux)
     return t
 
 
@@ -202,29 +229,49 @@ def _sigmoid_array(x):
     return r * (m + (1.0 - m) * e)
 
 
-cdef bint _is_basic_key(object key):
-    """True if indexing with key never selects an element twice (no integer/bool arrays)."""
-    if isinstance(key, tuple):
-        for k in key:
-            if not (k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))):
+cdef bint is_basic_key(object key):
+    """True if indexing with key (as _index_key made it) never selects an element twice (no
+    integer/boolean arrays)."""
+    if type(key) is tuple:
+        for k in <tuple>key:
+            if not (k is None or k is Ellipsis or type(k) is slice or type(k) is int
+                    or type(k) is bool):
                 return False
         return True
-    return key is None or key is Ellipsis or isinstance(key, (slice, int, np.integer))
+    return (key is None or key is Ellipsis or type(key) is slice or type(key) is int
+            or type(key) is bool)
+
+
+cdef object _index_field(object v):
+    return None if v is None else _operator_index(v)
 
 
 cdef object _index_part(object k):
+    """One part of an index key as the node stores it: None, Ellipsis, a bool, an int, a slice of
+    ints, or a private copy of an integer or boolean array. Whatever user code the conversion
+    runs (__index__, __array__) runs here, once: the value and the rules then use the same
+    key, and nothing the node holds can change later or refer back to it."""
+    if k is None or k is Ellipsis or type(k) is int or type(k) is bool:
+        return k
+    if type(k) is slice:
+        return slice(_index_field(k.start), _index_field(k.stop), _index_field(k.step))
     if isinstance(k, Tensor):
-        return (<Tensor>k)._data
-    if isinstance(k, list):
-        return np_asarray(k)        # numpy reads a list as an index array; keep no mutable list
-    return k
+        return np.array((<Tensor>k)._data)
+    if isinstance(k, (np.bool_, bool)):
+        return bool(k)
+    if isinstance(k, (ndarray, list, tuple)):
+        return np.array(k)          # a plain array, the caller's no longer
+    if hasattr(type(k), '__index__'):
+        return _operator_index(k)
+    return np.array(k)
 
 
 cdef object _index_key(object key):
-    """The key as stored on the node: Tensors become their arrays (which must hold integers or
-    booleans), lists become arrays, so the node holds nothing that could refer back to it."""
-    if isinstance(key, tuple):
-        return tuple([_index_part(k) for k in key])
+    """The key as stored on the node (see _index_part)."""
+    if type(key) is tuple:
+        return tuple([_index_part(k) for k in <tuple>key])
+    if isinstance(key, tuple):       # a tuple subclass (namedtuple) indexes like a tuple
+        return tuple([_index_part(k) for k in tuple(key)])
     return _index_part(key)
 
 
@@ -293,9 +340,16 @@ cdef class Tensor:
     @data.setter
     def data(self, value):
         if type(value) is ndarray and (value.dtype is F64 or value.dtype is F32):
-            self._data = value
+            arr = value
         else:
-            self._data = as_float_array(value, None, False)
+            arr = as_float_array(value, None, False)
+        if self.op != TOP_LEAF:
+            old = self._data
+            if arr.shape != old.shape or arr.dtype != old.dtype:
+                raise RuntimeError(f"data: the value of a tensor computed by {self._op} keeps its "
+                                   f"shape {old.shape} and dtype {old.dtype} (its backward "
+                                   f"depends on them); got shape {arr.shape}, dtype {arr.dtype}")
+        self._data = arr
 
     @property
     def grad(self):
@@ -312,7 +366,6 @@ cdef class Tensor:
             raise ValueError(f"grad of shape {g.shape} does not match tensor shape "
                              f"{self._data.shape}")
         self._grad = g
-        self._owned = True
 
     @property
     def requires_grad(self):
@@ -374,6 +427,12 @@ cdef class Tensor:
         if self.op == TOP_CONCAT or self.op == TOP_STACK:
             return tuple([k for k in self.x0 if k is not None])
         return tuple([k for k in (self.a, self.b, self.c) if k is not None])
+
+    def __reduce__(self):
+        # pickle and copy.deepcopy: validated when loaded, any depth (pickling.pyx)
+        if _reduce == NULL:  # pragma: no cover - fastgrad._tensor imports pickling first
+            raise RuntimeError("fastgrad's Tensor pickling is not loaded: import fastgrad._tensor")
+        return _reduce(self)
 
     def numpy(self):
         """The value as a numpy array (shared, not copied)."""
@@ -457,7 +516,8 @@ cdef class Tensor:
         return _binary(TOP_MATMUL, other, self)
 
     def __neg__(self):
-        return _unary(self, TOP_NEG, -self._data, None)
+        x = self._data
+        return _unary(self, x, TOP_NEG, -x, None)
 
     def __pos__(self):
         return self
@@ -473,37 +533,42 @@ cdef class Tensor:
 
     def relu(self):
         """max(x, 0) elementwise; gradient 1 where x > 0."""
-        return _unary(self, TOP_RELU, relu_value(self._data), None)
+        x = self._data
+        return _unary(self, x, TOP_RELU, relu_value(x), None)
 
     def tanh(self):
         """Hyperbolic tangent elementwise."""
-        return _unary(self, TOP_TANH, _np_tanh(self._data), None)
+        x = self._data
+        return _unary(self, x, TOP_TANH, _np_tanh(x), None)
 
     def exp(self):
         """e**x elementwise."""
-        return _unary(self, TOP_EXP, _np_exp(self._data), None)
+        x = self._data
+        return _unary(self, x, TOP_EXP, _np_exp(x), None)
 
     def log(self):
         """Natural logarithm elementwise."""
-        return _unary(self, TOP_LOG, _np_log(self._data), None)
+        x = self._data
+        return _unary(self, x, TOP_LOG, _np_log(x), None)
 
     def sigmoid(self):
         """1 / (1 + e**-x) elementwise, without overflow."""
-        return _unary(self, TOP_SIGMOID, _sigmoid_array(self._data), None)
+        x = self._data
+        return _unary(self, x, TOP_SIGMOID, _sigmoid_array(x), None)
 
     def softmax(self, axis=-1):
         """exp(x) normalised along axis (computed from x - max)."""
-        ax = norm_axes(axis, self._data.ndim, 'softmax')
         x = self._data
+        ax = norm_axes(axis, x.ndim, 'softmax')
         e = _np_exp(x - reduce_max(x, ax, True))
-        return _unary(self, TOP_SOFTMAX, e / reduce_sum(e, ax, True), ax)
+        return _unary(self, x, TOP_SOFTMAX, e / reduce_sum(e, ax, True), ax)
 
     def log_softmax(self, axis=-1):
         """log(softmax(x)) along axis, computed stably."""
-        ax = norm_axes(axis, self._data.ndim, 'log_softmax')
         x = self._data
+        ax = norm_axes(axis, x.ndim, 'log_softmax')
         z = x - reduce_max(x, ax, True)
-        return _unary(self, TOP_LOG_SOFTMAX, z - _np_log(reduce_sum(_np_exp(z), ax, True)),
+        return _unary(self, x, TOP_LOG_SOFTMAX, z - _np_log(reduce_sum(_np_exp(z), ax, True)),
                       ax)
 
     # --- reductions ----------------------------------------------------------------------
@@ -512,9 +577,9 @@ cdef class Tensor:
         """Sum over axis (None: all; an int or a tuple, negatives allowed)."""
         x = self._data
         if axis is None:        # the common case, without numpy's tuple-axis machinery
-            return _unary(self, TOP_SUM, reduce_sum(x, None, keepdims), (1,) * x.ndim)
+            return _unary(self, x, TOP_SUM, reduce_sum(x, None, keepdims), (1,) * x.ndim)
         axes = norm_axes(axis, x.ndim, 'sum')
-        return _unary(self, TOP_SUM, reduce_sum(x, axes, keepdims),
+        return _unary(self, x, TOP_SUM, reduce_sum(x, axes, keepdims),
                       _kept_shape(x.shape, axes))
 
     def mean(self, axis=None, keepdims=False):
@@ -527,7 +592,7 @@ cdef class Tensor:
         if count == 0:
             raise ValueError(f"mean of an empty selection (shape {x.shape}, axis {axis})")
         out = reduce_sum(x, None if axis is None else axes, keepdims)
-        return _unary(self, TOP_MEAN, out / count,
+        return _unary(self, x, TOP_MEAN, out / count,
                       (_kept_shape(x.shape, axes), count))
 
     def max(self, axis=None, keepdims=False):
@@ -536,21 +601,22 @@ cdef class Tensor:
         axes = norm_axes(axis, x.ndim, 'max')
         if x.size == 0:
             raise ValueError(f"max of an empty tensor (shape {x.shape})")
-        return _unary(self, TOP_MAX, reduce_max(x, axes, keepdims),
+        return _unary(self, x, TOP_MAX, reduce_max(x, axes, keepdims),
                       (_kept_shape(x.shape, axes), axes))
 
     # --- shape ops -----------------------------------------------------------------------
 
     def reshape(self, *shape):
         """The same data in a new shape: reshape(2, 3) or reshape((2, 3)); -1 infers one size."""
+        x = self._data
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         try:
-            out = self._data.reshape(shape)
+            out = x.reshape(shape)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {self._data.shape} "
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
                              f"into shape {shape}") from None
-        return _unary(self, TOP_RESHAPE, out, None)
+        return _unary(self, x, TOP_RESHAPE, out, None)
 
     def view(self, *shape):
         """reshape (PyTorch's name)."""
@@ -562,7 +628,8 @@ cdef class Tensor:
 
     def transpose(self, *axes):
         """numpy's transpose: no arguments reverses the axes, else a full permutation."""
-        cdef int nd = self._data.ndim
+        x = self._data
+        cdef int nd = x.ndim
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         if not axes:
@@ -570,15 +637,15 @@ cdef class Tensor:
         else:
             if len(axes) != nd:
                 raise ValueError(f"transpose: axes {axes} do not match a tensor of shape "
-                                 f"{self._data.shape}")
-            perm = tuple([a + nd if a < 0 else a for a in axes])
+                                 f"{x.shape}")
+            perm = tuple([a + nd if a < 0 else a for a in [_operator_index(a) for a in axes]])
             if sorted(perm) != list(range(nd)):
                 raise ValueError(f"transpose: {axes} is not a permutation of the axes of a "
-                                 f"tensor of shape {self._data.shape}")
+                                 f"tensor of shape {x.shape}")
         inverse = [0] * nd
         for i in range(nd):
             inverse[perm[i]] = i
-        return _unary(self, TOP_TRANSPOSE, self._data.transpose(perm), tuple(inverse))
+        return _unary(self, x, TOP_TRANSPOSE, x.transpose(perm), tuple(inverse))
 
     def permute(self, *dims):
         """transpose with a full permutation (PyTorch's name)."""
@@ -587,7 +654,8 @@ cdef class Tensor:
     def __getitem__(self, key):
         """numpy indexing (slices, ints, None, ..., integer and boolean arrays), recorded."""
         key = _index_key(key)
-        return _unary(self, TOP_INDEX, self._data[key], (key, _is_basic_key(key)))
+        x = self._data
+        return _unary(self, x, TOP_INDEX, x[key], (key, is_basic_key(key)))
 
     # --- backward ------------------------------------------------------------------------
 
