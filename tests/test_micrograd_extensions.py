@@ -487,8 +487,15 @@ def test_memory_stays_flat_when_training_with_closures(monkeypatch):
     from fastgrad._scalar.value import arena_stats, compact_now, sticky_stats
     monkeypatch.setattr(Value, "tanh", lecture_tanh)
     monkeypatch.setattr(nn.Neuron, "__call__", tanh_neuron_call)
+    def settle():  # a compaction lets go of unreachable closures; the collector frees them
+        for _ in range(4):
+            compact_now()
+            gc.collect()
+        return arena_stats()["live"], sticky_stats()["owned"]
+
     X, y = moons(16, seed=2)
     random.seed(3)
+    before = settle()  # what earlier tests left alive
     model = nn.MLP(2, [6, 6, 1])
     live = []
     for _ in range(6):
@@ -499,12 +506,9 @@ def test_memory_stays_flat_when_training_with_closures(monkeypatch):
         for p in model.parameters():
             p.data -= 0.1 * p.grad
         del scores, loss
-        for _ in range(4):  # a compaction lets go of unreachable closures; the collector frees them
-            compact_now()
-            gc.collect()
-        live.append((arena_stats()["live"], sticky_stats()["owned"]))
-    assert live[-1] == live[1]  # nothing builds up from step to step
-    assert live[-1][1] == 0 and live[-1][0] == len(model.parameters())
+        live.append(settle())
+    # nothing builds up from step to step: only the parameters stay
+    assert live == [(before[0] + len(model.parameters()), before[1])] * len(live)
 
 
 # -- property: a closure with a built-in op's rule changes no bit ---------------------------------
