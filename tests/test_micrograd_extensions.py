@@ -10,10 +10,7 @@ import gc
 import math
 import pickle
 import random
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import micrograd.engine
 import micrograd.nn
@@ -23,11 +20,10 @@ from hypothesis import strategies as st
 
 import fastgrad.nn as nn
 from conftest import COMPILED, Value, compiled_only
+from crashsafe import run_isolated
 from fastgrad import engine
 from test_engine_random_graphs import finite
 from test_nn import moons
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- the lecture's extensions, written once for any Value class ------------------------------
@@ -107,13 +103,11 @@ def patch_both(monkeypatch, name, ours, theirs=None):
     monkeypatch.setattr(micrograd.engine.Value, name, theirs or ours, raising=False)
 
 
-def run_script(prelude, body=""):
-    """Run prelude + body (indented) in a fresh interpreter on the engine under test; a crash
-    fails the test."""
-    env = {"PYTHONPATH": str(ROOT), "FASTGRAD_ENGINE": engine.ENGINE, "PATH": "/usr/bin:/bin"}
+def run_script(prelude, body="", engine_name=None):
+    """Run prelude + body (indented) in a fresh interpreter on the engine under test (or the
+    one named); a crash fails the test."""
     code = textwrap.dedent(prelude) + textwrap.dedent(body)
-    done = subprocess.run([sys.executable, "-X", "dev", "-c", code], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run_isolated(code, timeout=300, env={"FASTGRAD_ENGINE": engine_name or engine.ENGINE})
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -469,17 +463,7 @@ def test_hostile_closures_match_the_reference_engine():
     y.backward()
     print(repr(x.grad), repr(w.grad), repr(y.grad))
     """)
-    ours = run_script(code)
-    env_engine = engine.ENGINE
-    try:
-        engine_ref = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-            env={"PYTHONPATH": str(ROOT), "FASTGRAD_ENGINE": "pure", "PATH": "/usr/bin:/bin"},
-            timeout=300)
-    finally:
-        assert env_engine == engine.ENGINE
-    assert engine_ref.returncode == 0, engine_ref.stderr
-    assert ours == engine_ref.stdout
+    assert run_script(code) == run_script(code, engine_name="pure")
 
 
 @compiled_only
