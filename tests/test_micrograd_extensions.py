@@ -23,7 +23,7 @@ from conftest import COMPILED, Value, compiled_only
 from crashsafe import run_isolated
 from fastgrad import engine
 from test_engine_random_graphs import finite
-from test_nn import moons
+from test_nn import moons, train
 
 
 # -- the lecture's extensions, written once for any Value class ------------------------------
@@ -79,25 +79,6 @@ def leaky_neuron_call(self, x):
     return act.relu() + 0.01 * act if self.nonlin else act
 
 
-def train(nn_module, V, steps, X, y, seed=1337):
-    """micrograd's demo loop (svm loss + L2, SGD); the losses and the final parameters."""
-    random.seed(seed)
-    model = nn_module.MLP(2, [8, 8, 1])
-    losses = []
-    for k in range(steps):
-        inputs = [list(map(V, xrow)) for xrow in X]
-        scores = list(map(model, inputs))
-        data_loss = sum((1 + -yi * si).relu() for yi, si in zip(y, scores)) * (1.0 / len(scores))
-        reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
-        total = data_loss + reg_loss
-        model.zero_grad()
-        total.backward()
-        for p in model.parameters():
-            p.data -= (1.0 - 0.9 * k / 100) * p.grad
-        losses.append(total.data)
-    return losses, [p.data for p in model.parameters()]
-
-
 def patch_both(monkeypatch, name, ours, theirs=None):
     monkeypatch.setattr(Value, name, ours)
     monkeypatch.setattr(micrograd.engine.Value, name, theirs or ours, raising=False)
@@ -119,8 +100,9 @@ def test_lecture_tanh_method_trains_an_mlp_as_in_micrograd(monkeypatch):
     monkeypatch.setattr(nn.Neuron, "__call__", tanh_neuron_call)
     monkeypatch.setattr(micrograd.nn.Neuron, "__call__", tanh_neuron_call)
     X, y = moons(24, seed=5)
-    ours, our_params = train(nn, Value, 4, X, y)
-    theirs, their_params = train(micrograd.nn, micrograd.engine.Value, 4, X, y)
+    ours, our_params, _ = train(nn, Value, 4, X, y, sizes=(8, 8, 1))
+    theirs, their_params, _ = train(micrograd.nn, micrograd.engine.Value, 4, X, y,
+                                    sizes=(8, 8, 1))
     assert ours[0] == theirs[0]  # the same arithmetic in the same order
     assert ours == pytest.approx(theirs, rel=1e-12)
     assert our_params == pytest.approx(their_params, rel=1e-9, abs=1e-12)

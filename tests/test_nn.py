@@ -26,10 +26,10 @@ def moons(n, seed):
     return X, np.where(upper, -1, 1)
 
 
-def train(nn_module, V, steps, X, y, seed=1337):
+def train(nn_module, V, steps, X, y, seed=1337, sizes=(16, 16, 1)):
     """micrograd's demo loop: svm loss + L2, SGD; returns the losses and the final parameters."""
     random.seed(seed)
-    model = nn_module.MLP(2, [16, 16, 1])
+    model = nn_module.MLP(2, list(sizes))
     losses = []
     for k in range(steps):
         inputs = [list(map(V, xrow)) for xrow in X]

@@ -1,39 +1,10 @@
 """Values from several threads: building graphs and back-propagating them concurrently loses
 no contribution (docs/threads.md). Runs on both engines."""
 
-import sys
-import threading
-
 import pytest
 
 from conftest import COMPILED, Value
-
-
-@pytest.fixture
-def fast_switching():
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads as often as CPython allows
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
-def run_threads(n, work):
-    errors = []
-
-    def guarded(k):
-        try:
-            work(k)
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+from test_tensor_threads import fast_switching, run_threads  # noqa: F401 - a fixture
 
 
 @pytest.mark.skipif(not COMPILED, reason="the reference engine's `+=` on .grad is Python code")
