@@ -326,7 +326,7 @@ def forge_plausibly(state: list, rng: random.Random) -> None:
     ops = lambda j, n: rng.choice(list(range(16)) + [100])  # noqa: E731 - 100: MULADD
     index = lambda j, n: rng.randint(-1, max(j, n) if rng.random() < 0.2 else j)  # noqa: E731
     special = lambda j, n: rng.choice(SPECIAL_FLOATS)  # noqa: E731
-    if len(state) == 10:  # ops, flags, a, b, vals, grads, auxs, labels, op_names, extras
+    if len(state) == 10:  # ops, flags, a, b, vals, grads, auxs, labels, op_names, classes
         i = rng.randrange(9)
         if i in (0, 1):
             state[i] = _edit_bytes(state[i], "B", rng, ops if i == 0 else
@@ -356,7 +356,7 @@ def forge(obj, rng: random.Random):
     """The pickle of obj with its state (Value or Program) forged: a field or two replaced
     by anything, or one edited plausibly."""
     target = obj[1] if isinstance(obj, tuple) else obj
-    func, state = target.__reduce__()
+    func, state = target.__reduce__()[:2]  # a Value's handle state (a third item) is left out
     state = list(state)
     if rng.random() < 0.5:
         forge_plausibly(state, rng)

@@ -79,19 +79,19 @@ from fastgrad._scalar.value import rebuild_graph
 x = Value(2.0, label="x")
 y = (x * 3.0).tanh()
 y.label = "y"
-ops, flags, a, b, vals, grads, auxs, labels, op_names, extras = y.__reduce__()[1]
+ops, flags, a, b, vals, grads, auxs, labels, op_names, classes = y.__reduce__()[1]
 assert (ops, a, b) == (b"\\x01\\x01\\x04\\x08", [-1, -1, 0, 2], [-1, -1, 1, -1])
 
 class Forged:  # a well-formed pickle of a forged state
     def __reduce__(self):
-        return rebuild_graph, (ops, flags, a, b, vals, grads, auxs, labels, op_names, extras)
+        return rebuild_graph, (ops, flags, a, b, vals, grads, auxs, labels, op_names, classes)
 
 {edit}
 try:
     if {via_pickle}:
         v = pickle.loads(pickle.dumps(Forged()))
     else:
-        v = rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras)
+        v = rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, classes)
 except Exception as exc:  # the loader's own error is both an UnpicklingError and a ValueError
     print("rejected", "ValueError" if isinstance(exc, ValueError) else type(exc).__name__)
 else:

@@ -522,3 +522,98 @@ def test_closures_with_builtin_rules_give_the_same_bits(leaves, program):
 
     # bit for bit (repr tells -0.0 from 0.0, and shows nan as nan)
     assert list(map(repr, run(False))) == list(map(repr, run(True)))
+
+
+# -- found in review: state kept across compactions, callbacks and copies -------------------------
+
+def settle():
+    """Let every compaction and collection that could drop something happen."""
+    for _ in range(3):
+        gc.collect()
+        if COMPILED:
+            from fastgrad._scalar.value import compact_now
+            compact_now()
+
+
+def test_state_below_a_sticky_handle_the_script_holds_survives_compaction():
+    u = Value(2.0)
+    cube = exercise_ops(Value)["__pow__"]  # a node with a closure
+    loss = cube(u, 3) * 2
+    loss.name = 'loss'  # sticky itself, and held by the script
+    settle()
+    loss.backward()
+    assert u.grad == 24.0
+    x = Named(1.0, unit='m')
+    x.tag = 'x'
+    y = x * 2
+    y.tag = 'y'
+    del x
+    settle()
+    (x,) = [c for c in y._prev if isinstance(c, Named)]
+    assert (x.unit, x.tag) == ('m', 'x')
+
+
+def test_prev_with_a_subclass_hash_that_builds_values():
+    class Noisy(Value):
+        def __hash__(self):
+            junk = [Value(i) * 2 for i in range(3000)]  # may compact the arena
+            del junk
+            settle()
+            return id(self)
+
+    a, b = Noisy(1.0), Value(2.0)
+    p = a * b
+    del b
+    children = p._prev
+    assert sorted(c.data for c in children) == [1.0, 2.0]
+    assert all(c._prev == set() for c in children)
+
+
+@compiled_only  # (the reference engine's parents hold their children's objects)
+def test_a_weakref_callback_cannot_revive_a_dying_handle():
+    import weakref
+    x = Value(1.0)
+    y = x * 2
+    seen = []
+    ref = weakref.ref(x, lambda r: seen.extend(c for c in y._prev if c.data == 1.0))
+    del x
+    fresh = [Value(float(i)) for i in range(5)]
+    assert len(seen) == 1 and all(seen[0] is not v for v in fresh)
+    seen[0].data = 42.0  # the node, still below y: not any of the new Values
+    assert [v.data for v in fresh] == [0.0, 1.0, 2.0, 3.0, 4.0] and ref() is None
+    y.backward()
+    assert seen[0].grad == 2.0
+
+
+@compiled_only
+def test_reinitialising_a_used_value_with_newer_children_is_refused():
+    a = Value(1.0)
+    b = a * 2
+    c = Value(5.0)
+    with pytest.raises(ValueError, match="already has parents"):
+        a.__init__(3.0, (c,), 'f')
+    b.backward()
+    assert a.grad == 2.0
+
+
+def test_a_replaced_init_is_called(monkeypatch):
+    calls = []
+    original = Value.__init__
+
+    def logged_init(self, *args, **kwargs):
+        calls.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Value, "__init__", logged_init)
+    v = Value(2.0)
+    assert calls == [(2.0,)] and v.data == 2.0
+
+
+def test_attributes_that_point_back_into_the_graph_copy_and_pickle():
+    a = Value(1.0)
+    b = a * 3
+    a.peer, b.peer = b, a
+    for clone in (copy.deepcopy(b), pickle.loads(pickle.dumps(b))):
+        assert clone.data == 3.0 and clone.peer.data == 1.0 and clone.peer.peer is clone
+        (below,) = [c for c in clone._prev if c.data == 1.0]
+        assert below.peer is clone

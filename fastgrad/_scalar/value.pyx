@@ -69,6 +69,9 @@ cdef extern from *:
        These make it collectable: a handle is tracked only once it carries state. */
     static Py_ssize_t fg_attributes_offset, fg_closure_offset;
     static destructor fg_generated_dealloc;
+    /* Detaches a dying handle from its node (value.pyx's _forget_handle). */
+    typedef void (*fg_forget_fn)(PyObject *);
+    static fg_forget_fn fg_forget;
     #define FG_FIELD(o, offset) (*(PyObject **)((char *)(o) + (offset)))
     static int fg_traverse(PyObject *o, visitproc visit, void *arg) {
         Py_VISIT(FG_FIELD(o, fg_attributes_offset));
@@ -82,10 +85,13 @@ cdef extern from *:
     }
     static void fg_dealloc(PyObject *o) {
         PyObject_GC_UnTrack(o);
+        /* before the weak references are cleared: their callbacks may ask a parent for its
+           _prev, which must not hand out this dying object */
+        fg_forget(o);
         fg_generated_dealloc(o);
     }
     /* The two fields follow __weakref__, last in the object; returns -1 if they do not. */
-    static int fg_make_collectable(PyTypeObject *t) {
+    static int fg_make_collectable(PyTypeObject *t, fg_forget_fn forget) {
         Py_ssize_t attributes = t->tp_weaklistoffset + (Py_ssize_t)sizeof(PyObject *);
         if (t->tp_weaklistoffset <= 0
                 || attributes + 2 * (Py_ssize_t)sizeof(PyObject *) != t->tp_basicsize)
@@ -97,12 +103,14 @@ cdef extern from *:
         t->tp_traverse = fg_traverse;
         t->tp_clear = fg_clear;
         t->tp_free = PyObject_GC_Del;
+        fg_forget = forget;
         fg_generated_dealloc = t->tp_dealloc;
         t->tp_dealloc = fg_dealloc;
         return 0;
     }
     """
-    int fg_make_collectable(PyTypeObject *t)
+    ctypedef void (*fg_forget_fn)(PyObject *)
+    int fg_make_collectable(PyTypeObject *t, fg_forget_fn forget)
 
 cdef extern from *:
     """
@@ -126,6 +134,7 @@ cdef extern from "Python.h":
     ctypedef struct _TypeFields "PyTypeObject":
         unsigned long tp_flags
         unsigned int tp_version_tag
+        void *tp_vectorcall
         PyObject *tp_dict
     unsigned long Py_TPFLAGS_IMMUTABLETYPE
     void PyType_Modified(PyTypeObject *)
@@ -231,22 +240,25 @@ cdef int _compact() except -1:
 
 
 cdef list _release_unreached():
-    """Stop owning the sticky handles no other live handle reaches; returns them (the
-    caller drops them once the arena is consistent again)."""
+    """Stop owning the sticky handles whose node has no live parent; returns them (the caller
+    drops them once the arena is consistent again).
+
+    A handle the script still holds survives being let go (and, having a handle, keeps what
+    is below it alive and owned); one held only by its own closure is then a cycle for the
+    collector, and its children are let go at a later compaction."""
     global _owned
-    cdef int32_t *reached = A.order
+    cdef int32_t *has_live_parent = A.order
     cdef int32_t s
     cdef list let_go = []
-    memset(reached, 0, sizeof(int32_t) * <size_t>A.size)
+    memset(has_live_parent, 0, sizeof(int32_t) * <size_t>A.size)
     for s in range(A.size - 1, -1, -1):  # parents before children
-        if reached[s] or (A.handle[s] != NULL and not A.flags[s] & FLAG_OWNED):
-            reached[s] = 1
+        if has_live_parent[s] or A.handle[s] != NULL:
             if A.a[s] >= 0:
-                reached[A.a[s]] = 1
+                has_live_parent[A.a[s]] = 1
             if A.b[s] >= 0:
-                reached[A.b[s]] = 1
+                has_live_parent[A.b[s]] = 1
     for s in range(A.size):
-        if A.flags[s] & FLAG_OWNED and not reached[s]:
+        if A.flags[s] & FLAG_OWNED and not has_live_parent[s]:
             let_go.append(<object>A.handle[s])
             A.flags[s] &= ~FLAG_OWNED
             _owned -= 1
@@ -778,16 +790,7 @@ cdef class Value:
         _set_label(self.slot, label_text)
 
     def __dealloc__(self):
-        # The node may live on in its parents; the next compaction decides.
-        global _closures, _owned
-        cdef int32_t s = self.slot
-        if s >= 0:
-            A.handle[s] = NULL
-            if A.flags[s] & FLAG_CLOSURE:
-                _closures -= 1
-            if A.flags[s] & FLAG_OWNED:  # only at interpreter exit
-                _owned -= 1
-            A.flags[s] &= ~(FLAG_STICKY | FLAG_OWNED | FLAG_CLOSURE)
+        _forget_handle(self)  # done already (fg_dealloc), unless Cython deallocates directly
         Py_CLEAR(self.attributes)
         Py_CLEAR(self.user_backward)
 
@@ -824,10 +827,14 @@ cdef class Value:
         """The set of child Values (the same objects the caller holds, where alive)."""
         cdef set children = set()  # allocated first: allocating may run the cyclic collector
         cdef int32_t s = self.slot
-        if A.a[s] >= 0:
-            children.add(_handle_of(A.a[s]))
-        if A.b[s] >= 0:
-            children.add(_handle_of(A.b[s]))
+        # Both handles first (making one runs no user code); adding one runs its __hash__,
+        # which a subclass may define, and which may move slots.
+        first = _handle_of(A.a[s]) if A.a[s] >= 0 else None
+        second = _handle_of(A.b[s]) if A.b[s] >= 0 else None
+        if first is not None:
+            children.add(first)
+        if second is not None:
+            children.add(second)
         return children
 
     @property
@@ -1069,8 +1076,15 @@ cdef class Value:
     # -- copying ----------------------------------------------------------------------------------
 
     def __reduce__(self):
-        # pickle and deepcopy: the whole graph below this Value, flattened (no recursion)
-        return (rebuild_graph, _graph_state(self.slot))
+        # pickle and deepcopy: the whole graph below this Value, flattened (no recursion);
+        # the handles' attributes and closures come as state, after the graph exists, so that
+        # they may refer back to it (a.peer = b; b.peer = a)
+        nodes, handle_state = _graph_state(self.slot)
+        return (rebuild_graph, nodes, handle_state or None)
+
+    def __setstate__(self, state):
+        """Give the handles below this Value their attributes and closures (unpickling)."""
+        _restore_handle_state(self, state)
 
     def __copy__(self):
         # as copy.copy of micrograd's Value: a new node with the same data, grad, children,
@@ -1095,6 +1109,22 @@ cdef class Value:
         return copied
 
 
+cdef void _forget_handle(Value v) noexcept:
+    """A dying handle lets go of its node (which may live on in its parents: the next
+    compaction decides). Takes the handle borrowed: it may already have no references."""
+    global _closures, _owned
+    cdef int32_t s = v.slot
+    if s < 0:
+        return
+    v.slot = -1
+    A.handle[s] = NULL
+    if A.flags[s] & FLAG_CLOSURE:
+        _closures -= 1
+    if A.flags[s] & FLAG_OWNED:  # only at interpreter exit
+        _owned -= 1
+    A.flags[s] &= ~(FLAG_STICKY | FLAG_OWNED | FLAG_CLOSURE)
+
+
 cdef tuple _as_children(object children, Value self):
     """_children as a tuple of at most two Values, none of them self."""
     cdef tuple kids = tuple(children)
@@ -1112,7 +1142,12 @@ cdef int _set_node(Value v, double value, tuple children) except -1:
     """Make v's node a leaf of this value, or an opaque node over children (__init__)."""
     for c in children:
         if (<Value>c).slot > v.slot:
-            _move_up(v)  # a parent must sit above its children
+            # a parent must sit above its children: the handle moves to a new node, which
+            # only a node without parents can do unseen
+            if _has_parent(v.slot):
+                raise ValueError("cannot re-initialise a Value that already has parents with "
+                                 "children created after it")
+            _move_up(v)
             break
     # From here on no Python code runs, so slots stay where they are.
     cdef int32_t s = v.slot
@@ -1126,6 +1161,15 @@ cdef int _set_node(Value v, double value, tuple children) except -1:
             A.b[s] = (<Value>children[1]).slot
             _keep(A.b[s])
     return 0
+
+
+cdef bint _has_parent(int32_t s) noexcept:
+    """Some node uses s as a child (parents sit above their children)."""
+    cdef int32_t t
+    for t in range(s + 1, A.size):
+        if A.op[t] != SOP_FREE and (A.a[t] == s or A.b[t] == s):
+            return True
+    return False
 
 
 cdef int _move_up(Value v) except -1:
@@ -1380,7 +1424,8 @@ cdef tuple _copy_graph(int32_t root):
     auxs = [0.0] * n
     labels = {}
     op_names = {}
-    extras = {}
+    classes = {}
+    handle_state = {}
     for i in range(n):
         s = A.order[i]
         index[s] = i
@@ -1401,9 +1446,13 @@ cdef tuple _copy_graph(int32_t root):
             op_names[i] = _op_names[s]
         if A.flags[s] & FLAG_STICKY and A.handle[s] != NULL:
             h = <Value>A.handle[s]
-            extras[i] = (type(h), dict(_attributes_of(h)) or None,
-                         _closure_of(h) if A.flags[s] & FLAG_CLOSURE else None)
-    return (bytes(ops), bytes(flags), a, b, vals, grads, auxs, labels, op_names, extras)
+            if type(h) is not Value:
+                classes[i] = type(h)
+            attributes = dict(_attributes_of(h)) or None
+            if attributes is not None or A.flags[s] & FLAG_CLOSURE:
+                handle_state[i] = (attributes, _closure_of(h))
+    return ((bytes(ops), bytes(flags), a, b, vals, grads, auxs, labels, op_names, classes),
+            handle_state)
 
 
 cdef bint _valid_arity(int op, long a, long b, long i):
@@ -1443,28 +1492,65 @@ cdef dict _index_table(object table, Py_ssize_t n, str what):
     return checked
 
 
-cdef dict _extras_table(object table, Py_ssize_t n):
-    """The (class, attributes, closure) of the handles that carry Python state, checked."""
+cdef dict _class_table(object table, Py_ssize_t n):
+    """The classes of the handles that are subclass instances, checked."""
     if table is None:
         return {}
     if not isinstance(table, dict):
-        raise _corrupt("handle state is not a dict")
+        raise _corrupt("handle classes are not a dict")
     cdef dict checked = {}
-    for i, extra in (<dict>table).items():
+    for i, cls in (<dict>table).items():
         if type(i) is not int or not (0 <= i < n):
-            raise _corrupt("handle state of no node")
-        if type(extra) is not tuple or len(<tuple>extra) != 3:
-            raise _corrupt(f"bad handle state of node {i}")
-        cls, attributes, fn = <tuple>extra
+            raise _corrupt("a handle class of no node")
         if not isinstance(cls, type) or not issubclass(cls, Value):
             raise _corrupt(f"node {i}'s class is not a Value class")
+        checked[i] = cls
+    return checked
+
+
+cdef dict _handle_state_table(object table, Py_ssize_t n):
+    """The (attributes, closure) of the handles that carry them, checked."""
+    if not isinstance(table, dict):
+        raise _corrupt("handle state is not a dict")
+    cdef dict checked = {}
+    for i, state in (<dict>table).items():
+        if type(i) is not int or not (0 <= i < n):
+            raise _corrupt("handle state of no node")
+        if type(state) is not tuple or len(<tuple>state) != 2:
+            raise _corrupt(f"bad handle state of node {i}")
+        attributes, fn = <tuple>state
         if attributes is not None:
             if type(attributes) is not dict or any(type(k) is not str for k in attributes):
                 raise _corrupt(f"node {i}'s attributes are not a dict of names")
         if fn is not None and not callable(fn):
             raise _corrupt(f"node {i}'s _backward is not callable")
-        checked[i] = (cls, attributes, fn)
+        checked[i] = (attributes, fn)
     return checked
+
+
+cdef int _restore_handle_state(Value root, object state) except -1:
+    cdef int32_t n = topo_order(root.slot), i
+    cdef dict state_of = _handle_state_table(state, n)
+    # The handles first, with the collector paused: A.order holds the graph meanwhile.
+    cdef list targets = []
+    cdef int was_enabled = PyGC_Disable()
+    try:
+        n = topo_order(root.slot)  # again: checking the table may have run code
+        for i, (attributes, fn) in state_of.items():
+            if i >= n:
+                raise _corrupt("handle state of no node")
+            targets.append((_handle_of(A.order[i]), attributes, fn))
+    finally:
+        if was_enabled:
+            PyGC_Enable()
+    cdef Value h
+    for h, attributes, fn in targets:
+        if attributes:
+            PyObject_GenericSetDict(h, dict(attributes), NULL)
+        if fn is not None:
+            _set_closure(h, fn)
+        _make_sticky(h)  # it must live as long as its node
+    return 0
 
 
 cdef list _numbers(object column, Py_ssize_t n, str what):
@@ -1477,7 +1563,7 @@ cdef list _numbers(object column, Py_ssize_t n, str what):
     return list(<list>column)
 
 
-def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras=None):
+def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, classes=None):
     """Inverse of Value.__reduce__ (what a pickle of a Value calls): rebuild the graph and return
     its root's handle. Everything is validated first; bad input raises
     pickle.UnpicklingError."""
@@ -1494,7 +1580,7 @@ def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras=
     cdef list constants = _numbers(auxs, n, "constant operands")
     cdef dict label_of = _index_table(labels, n, "labels")
     cdef dict op_name_of = _index_table(op_names, n, "op names")
-    cdef dict extra_of = _extras_table(extras, n)
+    cdef dict class_of = _class_table(classes, n)
     if type(a) is not list or type(b) is not list or len(<list>a) != n or len(<list>b) != n:
         raise _corrupt("bad child lists")
     cdef Scratch child_buffer = Scratch(2 * n, sizeof(int32_t))
@@ -1513,7 +1599,7 @@ def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras=
             raise _corrupt(f"bad node {i}")
     if 0 in used[:n - 1]:
         raise _corrupt("a node outside the graph")
-    root_class = extra_of[n - 1][0] if n - 1 in extra_of else Value
+    root_class = class_of.get(n - 1, Value)
     reserve(<int32_t>n)
     cdef int32_t first = A.size, ca, cb, s  # the nodes land in consecutive slots
     for i in range(n):
@@ -1532,15 +1618,9 @@ def rebuild_graph(ops, flags, a, b, vals, grads, auxs, labels, op_names, extras=
         s = root.slot - <int32_t>(n - 1) + <int32_t>i
         _op_names[s] = name
         A.flags[s] |= FLAG_OP_NAME
-    cdef Value h
-    for i, (cls, attributes, fn) in extra_of.items():
-        s = root.slot - <int32_t>(n - 1) + <int32_t>i
-        h = root if i == n - 1 else _wrap_as(cls, s)
-        if attributes:
-            PyObject_GenericSetDict(h, dict(attributes), NULL)
-        if fn is not None:
-            _set_closure(h, fn)
-        _make_sticky(h)  # it must live as long as its node
+    for i, cls in class_of.items():  # subclass instances (sticky: the arena keeps them)
+        if i != n - 1:
+            _wrap_as(cls, root.slot - <int32_t>(n - 1) + <int32_t>i)
     return root
 
 
@@ -1589,8 +1669,11 @@ def sticky_stats():
 # (Value.tanh = tanh) and replace operators, which CPython supports on any type whose
 # IMMUTABLETYPE flag is clear (it then updates the operator slots itself).
 (<_TypeFields *>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
-if fg_make_collectable(<PyTypeObject *>Value) < 0:
+if fg_make_collectable(<PyTypeObject *>Value, <fg_forget_fn>_forget_handle) < 0:
     raise ImportError("fastgrad: unexpected layout of the compiled Value type")
+# Value(...) through type.__call__, so that a script's Value.__init__ = ... is called (Cython's
+# vectorcall shortcut would call the compiled __init__ directly).
+(<_TypeFields *>Value).tp_vectorcall = NULL
 PyType_Modified(<PyTypeObject *>Value)
 for _name in _COMPOSED_FROM:
     _own_methods[_name] = (<dict>(<_TypeFields *>Value).tp_dict)[_name]
