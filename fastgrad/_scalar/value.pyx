@@ -114,6 +114,47 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* Value(...) takes Cython's shortcut, which calls the compiled __init__ directly, until a
+       script replaces Value.__init__ (CPython then changes tp_init): from then on it goes
+       through type.__call__, which calls the replacement. */
+    static vectorcallfunc fg_generated_vectorcall;
+    static initproc fg_generated_init;
+    static PyObject *fg_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), i, nkw;
+        PyObject *tuple, *kwargs = NULL, *result;
+        if (((PyTypeObject *)type)->tp_init == fg_generated_init)
+            return fg_generated_vectorcall(type, args, nargsf, kwnames);
+        tuple = PyTuple_New(nargs);
+        if (tuple == NULL) return NULL;
+        for (i = 0; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        if (nkw) {
+            kwargs = PyDict_New();
+            for (i = 0; kwargs != NULL && i < nkw; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                    Py_CLEAR(kwargs);
+            }
+            if (kwargs == NULL) { Py_DECREF(tuple); return NULL; }
+        }
+        result = PyType_Type.tp_call(type, tuple, kwargs);
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return result;
+    }
+    static void fg_follow_replaced_init(PyTypeObject *t) {
+        fg_generated_init = t->tp_init;
+        fg_generated_vectorcall = t->tp_vectorcall;
+        if (fg_generated_vectorcall != NULL) t->tp_vectorcall = fg_vectorcall;
+    }
+    """
+    void fg_follow_replaced_init(PyTypeObject *t)
+
+cdef extern from *:
+    """
     /* Whether making a handle can run the cyclic collector (and with it any finalizer): on
        Python < 3.12 a collection can start inside any allocation of a collectable object, but
        a handle taken from Cython's freelist allocates nothing. (Cython 3.3 keeps the freelist
@@ -134,7 +175,6 @@ cdef extern from "Python.h":
     ctypedef struct _TypeFields "PyTypeObject":
         unsigned long tp_flags
         unsigned int tp_version_tag
-        void *tp_vectorcall
         PyObject *tp_dict
     unsigned long Py_TPFLAGS_IMMUTABLETYPE
     void PyType_Modified(PyTypeObject *)
@@ -1671,9 +1711,7 @@ def sticky_stats():
 (<_TypeFields *>Value).tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE
 if fg_make_collectable(<PyTypeObject *>Value, <fg_forget_fn>_forget_handle) < 0:
     raise ImportError("fastgrad: unexpected layout of the compiled Value type")
-# Value(...) through type.__call__, so that a script's Value.__init__ = ... is called (Cython's
-# vectorcall shortcut would call the compiled __init__ directly).
-(<_TypeFields *>Value).tp_vectorcall = NULL
+fg_follow_replaced_init(<PyTypeObject *>Value)
 PyType_Modified(<PyTypeObject *>Value)
 for _name in _COMPOSED_FROM:
     _own_methods[_name] = (<dict>(<_TypeFields *>Value).tp_dict)[_name]
