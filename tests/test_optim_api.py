@@ -25,6 +25,14 @@ OPTIONS = {
                  amsgrad=st.booleans(), maximize=st.booleans()),
     "AdamW": dict(lr=st.sampled_from([1e-2, 0.1]), weight_decay=st.sampled_from([0.0, 1e-2, 0.3]),
                   amsgrad=st.booleans(), maximize=st.booleans()),
+    "RMSprop": dict(lr=st.sampled_from([1e-2, 0.1]), alpha=st.sampled_from([0.99, 0.5]),
+                    eps=st.sampled_from([1e-8, 1e-2]), weight_decay=st.sampled_from([0.0, 0.1]),
+                    momentum=st.sampled_from([0.0, 0.9]), centered=st.booleans(),
+                    maximize=st.booleans()),
+    "Adagrad": dict(lr=st.sampled_from([1e-2, 0.5]), lr_decay=st.sampled_from([0.0, 0.1]),
+                    weight_decay=st.sampled_from([0.0, 0.1]),
+                    initial_accumulator_value=st.sampled_from([0.0, 0.5]),
+                    eps=st.sampled_from([1e-10, 1e-3]), maximize=st.booleans()),
 }
 
 
@@ -141,16 +149,19 @@ def test_state_dict_round_trip_continues_as_uninterrupted(config, split):
         np.testing.assert_array_equal(a, b.data)
 
 
+@pytest.mark.parametrize("steps", [0, 3])
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.1, amsgrad=True)),
-                                         ("AdamW", dict(lr=0.1))])
-def test_state_dict_layout_matches_pytorch(name, kwargs):
+                                         ("AdamW", dict(lr=0.1)),
+                                         ("RMSprop", dict(momentum=0.5, centered=True)),
+                                         ("Adagrad", dict(initial_accumulator_value=0.1))])
+def test_state_dict_layout_matches_pytorch(name, kwargs, steps):
     w0 = _initial([(2,), (3, 2)], 0)
-    _, opt, _ = run_fastgrad(name, kwargs, w0, 3)
-    _, topt, _ = run_torch(name, kwargs, w0, 3)
+    _, opt, _ = run_fastgrad(name, kwargs, w0, steps)
+    _, topt, _ = run_torch(name, kwargs, w0, steps)
     ours, ref = opt.state_dict(), topt.state_dict()
     assert list(ours) == ["state", "param_groups"]
-    assert sorted(ours["state"]) == sorted(ref["state"]) == [0, 1]
+    assert sorted(ours["state"]) == sorted(ref["state"]) == ([0, 1] if ref["state"] else [])
     for i in ours["state"]:
         assert set(ours["state"][i]) == set(ref["state"][i])
         for key, value in ref["state"][i].items():
@@ -271,7 +282,11 @@ def test_argument_errors_match_pytorch():
            ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)),
            ("Adam", dict(lr=-1.0)), ("Adam", dict(eps=-1.0)), ("Adam", dict(betas=(1.0, 0.9))),
            ("Adam", dict(betas=(0.9, -0.1))), ("Adam", dict(weight_decay=-1.0)),
-           ("AdamW", dict(lr=-1.0))]
+           ("AdamW", dict(lr=-1.0)), ("RMSprop", dict(lr=-1.0)), ("RMSprop", dict(alpha=-1.0)),
+           ("RMSprop", dict(eps=-1.0)), ("RMSprop", dict(momentum=-1.0)),
+           ("RMSprop", dict(weight_decay=-1.0)), ("Adagrad", dict(lr=-1.0)),
+           ("Adagrad", dict(lr_decay=-1.0)), ("Adagrad", dict(weight_decay=-1.0)),
+           ("Adagrad", dict(initial_accumulator_value=-1.0)), ("Adagrad", dict(eps=-1.0))]
     for name, kwargs in bad:
         with pytest.raises(ValueError):
             getattr(torch.optim, name)([tp], **kwargs)

@@ -12,8 +12,10 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
                       "`python setup.py build_ext --inplace` in a checkout).") from exc
 
 from fastgrad.optim import lr_scheduler  # noqa: E402
+from fastgrad.optim.adagrad import Adagrad  # noqa: E402
 from fastgrad.optim.adam import Adam, AdamW  # noqa: E402
 from fastgrad.optim.optimizer import Optimizer  # noqa: E402
+from fastgrad.optim.rmsprop import RMSprop  # noqa: E402
 from fastgrad.optim.sgd import SGD  # noqa: E402
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
