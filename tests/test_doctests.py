@@ -47,6 +47,7 @@ def test_every_public_module_has_examples():
                  "fastgrad.nn.micrograd", "fastgrad.nn.functional", "fastgrad.optim.sgd",
                  "fastgrad.optim.adam", "fastgrad.optim.rmsprop",
                  "fastgrad.optim.adagrad", "fastgrad.optim.lr_scheduler",
+                 "fastgrad.nn.utils.clip_grad",
                  "fastgrad.autograd.forward_mode",
                  "fastgrad.autograd.gradcheck", "fastgrad._scalar.value",
                  "fastgrad._scalar.replay", "fastgrad._tensor.tensor"]:
