@@ -309,3 +309,62 @@ def test_pickled_optimizer_keeps_training():
             o.step()
     np.testing.assert_array_equal(params[0].data, params2[0].data)
     assert copy.deepcopy(opt).param_groups[0]["lr"] == 0.1
+
+
+# -- a training script, as a user writes it, run with each library as `torch` ------------------
+
+def _train(torch_, model, X, y, epochs=6, batch=16):
+    """Param groups (no decay on biases), AdamW, OneCycleLR per batch, clipping, then a
+    plateau schedule on the epoch loss: the code is the same for both libraries."""
+    nn, F, optim_ = torch_.nn, torch_.nn.functional, torch_.optim
+    # fastgrad.tensor makes floats of integer data (not this branch's part of the API), and its
+    # cross_entropy takes integer arrays: the one line that differs
+    labels = torch_.tensor if torch_ is torch else np.asarray
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    opt = optim_.AdamW([{"params": decay, "weight_decay": 0.05},
+                        {"params": no_decay, "weight_decay": 0.0}], lr=1e-2, amsgrad=True)
+    steps = epochs * (len(X) // batch)
+    sched = optim_.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=steps)
+    log = []
+    for epoch in range(epochs):
+        total = 0.0
+        for i in range(0, len(X) - batch + 1, batch):
+            xb, yb = torch_.tensor(X[i:i + batch]), labels(y[i:i + batch])
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
+            opt.step()
+            sched.step()
+            total += loss.item()
+            log.append((loss.item(), norm.item(), sched.get_last_lr()[0]))
+    # then fine-tune with SGD and a plateau schedule
+    opt = optim_.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    plateau = optim_.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    for epoch in range(4):
+        loss = F.cross_entropy(model(torch_.tensor(X)), labels(y))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_value_(model.parameters(), 0.1)
+        opt.step()
+        plateau.step(round(loss.item(), 1))
+        log.append((loss.item(), 0.0, opt.param_groups[0]["lr"]))
+    return log
+
+
+def test_training_script_matches_pytorch():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(np.int64) + (X[:, 2] > 1).astype(np.int64)
+    model = fastgrad.nn.Sequential(fastgrad.nn.Linear(4, 16), fastgrad.nn.Tanh(),
+                                   fastgrad.nn.Linear(16, 3))
+    tmodel = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(),
+                                 torch.nn.Linear(16, 3)).double()
+    tmodel.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    ours = _train(fastgrad, model, X, y)
+    ref = _train(torch, tmodel, X, y)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-14)
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(v, tmodel.state_dict()[k].numpy(), rtol=1e-12, atol=1e-14)
+    assert ours[-1][0] < ours[0][0]

@@ -55,10 +55,10 @@ class RMSprop(Optimizer):
                 grad = grad + weight_decay * param
             square_avg = state["square_avg"]
             square_avg *= alpha
-            square_avg += (1.0 - alpha) * (grad * grad)
+            square_avg += (1.0 - alpha) * grad * grad     # torch: addcmul_, in its order
             if centered:
                 grad_avg = state["grad_avg"]
-                grad_avg += (1.0 - alpha) * (grad - grad_avg)     # torch: lerp_(grad, 1 - alpha)
+                _lerp_(grad_avg, grad, 1.0 - alpha)
                 avg = np.sqrt(square_avg - grad_avg * grad_avg)
             else:
                 avg = np.sqrt(square_avg)
@@ -70,3 +70,12 @@ class RMSprop(Optimizer):
                 param -= lr * buf
             else:
                 param -= lr * (grad / avg)
+
+
+def _lerp_(start, end, weight):
+    """start += weight * (end - start) in place, computed as torch.lerp_ computes it (from the
+    nearer end), so that the rounding follows PyTorch's."""
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1.0 - weight)
