@@ -148,6 +148,10 @@ class Optimizer:
         """Drop tensor gradients (None; zeros in place if not set_to_none) and zero scalar
         ones (a Value's grad is always a number)."""
         for group, block in zip(self.param_groups, self._blocks):
+            if set_to_none and block is None:       # all Tensors: the common case, kept short
+                for p in group["params"]:
+                    p.grad = None
+                continue
             for p in group["params"]:
                 if isinstance(p, Tensor):
                     if set_to_none:
@@ -168,7 +172,7 @@ class Optimizer:
             params, grads, states = [], [], []
             state_of = self.state
             for p in group["params"]:
-                if isinstance(p, Tensor):
+                if block is None or isinstance(p, Tensor):    # no Values: all Tensors
                     data, grad = param_arrays(p)
                     if grad is not None:
                         params.append(data)

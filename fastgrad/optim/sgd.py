@@ -46,14 +46,17 @@ class SGD(Optimizer):
         weight_decay, nesterov = group["weight_decay"], group["nesterov"]
         if group["maximize"]:
             grads = [-g for g in grads]
-        firsts, bufs = [], []
-        for state, param in zip(states, params):
-            buf = state.get("momentum_buffer") if momentum else None
-            first = buf is None
-            if first and momentum:
-                state["momentum_buffer"] = buf = np.empty_like(param)   # the kernel fills it
-            firsts.append(first)
-            bufs.append(buf)
+        if momentum:
+            firsts, bufs = [], []
+            for state, param in zip(states, params):
+                buf = state.get("momentum_buffer")
+                first = buf is None
+                if first:
+                    state["momentum_buffer"] = buf = np.empty_like(param)   # the kernel fills it
+                firsts.append(first)
+                bufs.append(buf)
+        else:                       # plain SGD keeps no state
+            firsts, bufs = [True] * len(params), [None] * len(params)
         # the kernel has no dampening (1 - dampening scales every later gradient)
         todo = (_kernels.sgd_step(params, grads, bufs, firsts, lr, momentum, weight_decay,
                                   nesterov)
