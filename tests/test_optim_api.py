@@ -236,6 +236,13 @@ def test_param_group_defaults_and_duplicates():
         opt.add_param_group({"params": {b}})                 # a set has no order
     with pytest.raises(TypeError):
         opt.add_param_group([b])
+    c = Tensor([3.0], requires_grad=True)
+    group = {"params": c, "lr": 0.25}                      # a single Tensor is a list of one
+    opt.add_param_group(group)
+    assert opt.param_groups[-1] is group and group["params"] == [c]
+    for lib, p in ((optim, Tensor([1.0], requires_grad=True)), (torch.optim, torch.ones(1))):
+        with pytest.warns(UserWarning, match="duplicate"):
+            lib.SGD([p, p], lr=0.1)
 
 
 def test_load_state_dict_checks_groups_like_pytorch():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -124,7 +125,8 @@ class Optimizer:
                                 "collections, but the ordering of tensors in sets will change "
                                 "between runs. Please use a list instead.")
             params = [params]
-        group = dict(param_group, params=list(params))
+        group = param_group      # PyTorch keeps the caller's dict: editing it edits the group
+        group["params"] = list(params)
         values = []
         for p in group["params"]:
             if isinstance(p, Tensor):
@@ -138,6 +140,9 @@ class Optimizer:
                                 f"the params is {type(p).__name__}")
         for name, default in self.defaults.items():
             group.setdefault(name, default)
+        if len({id(p) for p in group["params"]}) != len(group["params"]):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                          "in future, this will cause an error", UserWarning, stacklevel=3)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]):
             raise ValueError("some parameters appear in more than one parameter group")
