@@ -172,6 +172,32 @@ def test_state_dict_layout_matches_pytorch(name, kwargs, steps):
         assert ours["param_groups"][0][key] == ref["param_groups"][0][key], key
 
 
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, dampening=0.2)),
+                                         ("Adam", dict(lr=0.1, amsgrad=True)),
+                                         ("AdamW", dict(lr=0.1)),
+                                         ("RMSprop", dict(momentum=0.5, centered=True)),
+                                         ("Adagrad", dict(lr_decay=0.1))])
+def test_values_state_dict_round_trip_every_optimizer(name, kwargs):
+    def run(values, opt, steps):
+        for k in steps:
+            opt.zero_grad()
+            for v, g in zip(values, _gradient(np.array([v.data for v in values]), k)):
+                v.grad = float(g)
+            opt.step()
+
+    whole = [Value(x) for x in (0.5, -1.0, 2.0)]
+    run(whole, getattr(optim, name)(whole, **kwargs), range(6))
+    half = [Value(x) for x in (0.5, -1.0, 2.0)]
+    opt = getattr(optim, name)(half, **kwargs)
+    run(half, opt, range(3))
+    saved = pickle.loads(pickle.dumps(opt.state_dict()))
+    fresh_values = [Value(v.data) for v in half]
+    fresh = getattr(optim, name)(fresh_values, **kwargs)
+    fresh.load_state_dict(saved)
+    run(fresh_values, fresh, range(3, 6))
+    assert [v.data for v in fresh_values] == [v.data for v in whole]
+
+
 def test_values_state_dict_round_trip():
     values = [Value(1.0), Value(-2.0)]
     opt = optim.Adam(values, lr=0.1)
