@@ -401,3 +401,21 @@ def test_training_script_matches_pytorch():
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, tmodel.state_dict()[k].numpy(), rtol=1e-12, atol=1e-14)
     assert ours[-1][0] < ours[0][0]
+
+
+def test_damaged_pickled_state_is_refused():
+    # state arrays are pickled as checked bytes, not through numpy's pickles (which can fail
+    # with a SystemError on damaged input)
+    w0 = _initial([(3,)], 2)
+    _, opt, params = run_fastgrad("Adam", dict(lr=0.1), w0, 2)
+    state = opt.__getstate__()
+    (p, packed), = state["state"]
+    kind, dtype, shape, data = packed["exp_avg"]
+    for bad in [(kind, dtype, (4,), data), (kind, "|O", shape, data), (kind, dtype, (-3,), data),
+                (kind, dtype, shape, data[:-1])]:
+        damaged = dict(state, state=[(p, dict(packed, exp_avg=bad))])
+        with pytest.raises(ValueError, match="damaged"):
+            optim.Adam.__new__(optim.Adam).__setstate__(damaged)
+    restored = optim.Adam.__new__(optim.Adam)
+    restored.__setstate__(state)
+    np.testing.assert_array_equal(restored.state[p]["exp_avg"], opt.state[p]["exp_avg"])

@@ -10,6 +10,7 @@ the same rule.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 from collections import defaultdict
@@ -253,6 +254,36 @@ class Optimizer:
         self.param_groups = [dict(saved, params=group["params"])
                              for group, saved in zip(self.param_groups, saved_groups)]
 
+    # -- pickling ------------------------------------------------------------------------------
+    # State arrays travel as (dtype, shape, bytes), checked on load: numpy's own array pickles
+    # can fail inside numpy (a SystemError) when the bytes are damaged (tests/_pickle_fuzz.py).
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["state"] = [(p, _pack(s)) for p, s in self.state.items()]
+        state["_blocks"] = [None if b is None else (b.values, _pack(b.state))
+                            for b in self._blocks]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
+            raise ValueError("damaged optimizer pickle")
+        per_param: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
+        for p, packed in state["state"]:
+            per_param[p] = _unpack(packed)
+        blocks: list[_ScalarBlock | None] = []
+        for entry in state["_blocks"]:
+            if entry is None:
+                blocks.append(None)
+                continue
+            values, packed = entry
+            block = _ScalarBlock(list(values))
+            block.state = _unpack(packed)
+            blocks.append(block)
+        if len(blocks) != len(state["param_groups"]):
+            raise ValueError("damaged optimizer pickle: groups and scalar blocks differ")
+        self.__dict__.update(state, state=per_param, _blocks=blocks)
+
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
         for i, group in enumerate(self.param_groups):
@@ -267,3 +298,31 @@ def _copy_array(v: Any, dtype: np.dtype) -> Any:
     if isinstance(v, Tensor):
         v = v.data
     return np.array(v, dtype=dtype) if isinstance(v, np.ndarray) else v
+
+
+_PICKLED_DTYPES = {"<f8": np.float64, "<f4": np.float32, "<i8": np.int64}
+
+
+def _pack(state: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's state with each array as ('array', dtype, shape, bytes)."""
+    return {k: (("array", v.dtype.str, v.shape, v.tobytes())
+                if isinstance(v, np.ndarray) and v.dtype.str in _PICKLED_DTYPES else v)
+            for k, v in state.items()}
+
+
+def _unpack(packed: Any) -> dict[str, Any]:
+    """The inverse of _pack, checking what a damaged pickle could have changed."""
+    if not isinstance(packed, dict):
+        raise ValueError("damaged optimizer pickle: a state is not a dict")
+    state = {}
+    for k, v in packed.items():
+        if isinstance(v, tuple) and len(v) == 4 and v[0] == "array":
+            _, dtype, shape, data = v
+            if (dtype not in _PICKLED_DTYPES or not isinstance(shape, tuple)
+                    or not all(isinstance(n, int) and n >= 0 for n in shape)
+                    or not isinstance(data, bytes)
+                    or len(data) != math.prod(shape) * np.dtype(_PICKLED_DTYPES[dtype]).itemsize):
+                raise ValueError(f"damaged optimizer pickle: state {k!r}")
+            v = np.frombuffer(data, dtype=_PICKLED_DTYPES[dtype]).reshape(shape).copy()
+        state[k] = v
+    return state
