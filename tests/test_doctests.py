@@ -45,7 +45,10 @@ def test_every_public_module_has_examples():
     """The modules a user reads have runnable examples (private helpers need not)."""
     for name in ["fastgrad", "fastgrad.engine", "fastgrad.nn.module", "fastgrad.nn.layers",
                  "fastgrad.nn.micrograd", "fastgrad.nn.functional", "fastgrad.optim.sgd",
-                 "fastgrad.optim.adam", "fastgrad.autograd.forward_mode",
+                 "fastgrad.optim.adam", "fastgrad.optim.rmsprop",
+                 "fastgrad.optim.adagrad", "fastgrad.optim.lr_scheduler",
+                 "fastgrad.nn.utils.clip_grad",
+                 "fastgrad.autograd.forward_mode",
                  "fastgrad.autograd.gradcheck", "fastgrad._scalar.value",
                  "fastgrad._scalar.replay", "fastgrad._tensor.tensor"]:
         tests = doctest.DocTestFinder(exclude_empty=True).find(importlib.import_module(name))
