@@ -20,7 +20,8 @@ from fastgrad import autograd, nn, optim
 from fastgrad._tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack, tensor
 from fastgrad._version import __version__
 from fastgrad.engine import Value, record
+from fastgrad.serialization import load, save
 from fastgrad.viz import draw_dot
 
 __all__ = ["__version__", "Value", "record", "Tensor", "tensor", "no_grad", "is_grad_enabled",
-           "cat", "concatenate", "stack", "nn", "optim", "autograd", "draw_dot"]
+           "cat", "concatenate", "stack", "save", "load", "nn", "optim", "autograd", "draw_dot"]
