@@ -4,6 +4,9 @@ outside no_grad; backward after a saved tensor changed raises "modified by an in
 operation"; .grad is a Tensor (zero_ works), .data and numpy() share memory; grad modes."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, broadcastable_shapes
 
 from _torch_compare import LIBS, check, check_raises, fastgrad_only, fg, rand, torch
 
@@ -49,6 +52,23 @@ def test_inplace_on_a_non_leaf_keeps_gradients(name):
         INPLACE[name](lib, y, v)
         return y.tanh()
     check(fn, X, V)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), name=st.sampled_from(["add_", "sub_", "mul_", "div_", "copy_"]),
+       dtype=st.sampled_from(["float64", "float32"]))
+def test_inplace_broadcasting(data, name, dtype):
+    # the operand broadcasts to the target's shape; the target's shape never changes
+    shape = data.draw(array_shapes(min_dims=1, max_dims=3, max_side=3))
+    other = data.draw(broadcastable_shapes(shape, max_dims=len(shape), max_side=3).filter(
+        lambda o: np.broadcast_shapes(shape, o) == shape))
+    x, v = rand(shape, dtype, 1), rand(other, dtype, 2, 0.5, 2.0)
+
+    def fn(lib, x, v):
+        y = x * 1.0
+        getattr(y, name)(v)
+        return y
+    check(fn, x, v)
 
 
 def test_inplace_chain_on_non_leaf_with_grad_operands():
