@@ -35,7 +35,7 @@ class Parameter(Tensor):
 
     >>> t = Tensor([1.0, 2.0])
     >>> p = Parameter(t)
-    >>> p.requires_grad, p.shape, p.data is t.data
+    >>> p.requires_grad, p.shape, p.numpy() is t.numpy()
     (True, (2,), True)
     """
 
@@ -332,7 +332,7 @@ class Module:
             if type(p) is Value:  # checked first: cheap, and what micrograd's models hold
                 p.grad = 0
             elif isinstance(p, Tensor):
-                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.data)
+                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.numpy())
             else:
                 p.grad = 0
 
@@ -375,7 +375,7 @@ class Module:
     def state_dict(self) -> dict[str, Any]:
         """Parameter and persistent buffer name -> a copy of its value: a numpy array for a
         Tensor (save with ``np.savez(path, **sd)``), a float for a Value."""
-        return {key: np.array(x.data, copy=True) if isinstance(x, Tensor) else x.data
+        return {key: np.array(x.numpy(), copy=True) if isinstance(x, Tensor) else x.data
                 for key, x in self._state_items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
@@ -400,7 +400,7 @@ class Module:
                 raise RuntimeError(f"size mismatch for {name}: copying a param with shape "
                                    f"{value.shape} from checkpoint, the shape in current model "
                                    f"is {target.shape}")
-            np.copyto(target.data, value, casting="same_kind")
+            np.copyto(target.numpy(), value, casting="same_kind")
         return IncompatibleKeys(missing, unexpected)
 
     # -- showing ---------------------------------------------------------------------------------
