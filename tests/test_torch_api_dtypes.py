@@ -8,7 +8,7 @@ import pytest
 
 import fastgrad
 from _torch_compare import (LIBS, SELF_CHECK, check, check_raises, check_same_outcome,
-                            dtype_name, fastgrad_only, fg, run_torch, torch)
+                            dtype_name, fastgrad_only, fg, np_operand, run_torch, torch)
 
 
 @pytest.fixture
@@ -142,16 +142,23 @@ COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator
            "==": operator.eq, "!=": operator.ne}
 
 
-def _binary(op, right_kind):
-    def fn(lib, a, b):
-        return op(a, b)
-    return fn
+# PyTorch has no bool kernels for //, % and ** (NotImplementedError) and gives odd dtypes for
+# a bool base; scripts do not do that, so bool operands are left out of these three.
+BOOL_FREE = {"//", "%", "**"}
+
+
+def _skip(op, *kinds):
+    if op in BOOL_FREE and "bool" in kinds:
+        pytest.skip("PyTorch has no bool kernel for " + op)
+    if op == "-" and "bool" in kinds:
+        pytest.skip("PyTorch refuses `-` with a bool operand: test_bool_subtraction_and_negation")
 
 
 @pytest.mark.parametrize("op", sorted(ARITH))
 @pytest.mark.parametrize("right", sorted(RIGHT))
 @pytest.mark.parametrize("left", sorted(TENSORS))
 def test_promotion_tensor_tensor(left, right, op):
+    _skip(op, left, right)
     a, b = TENSORS[left], RIGHT[right]
     if op == "**" and a.dtype.kind in "iub" and b.dtype.kind in "iu" and (b < 0).any():
         b = np.abs(b)          # integers to negative integer powers raise: tested separately
@@ -163,9 +170,11 @@ def test_promotion_tensor_tensor(left, right, op):
 @pytest.mark.parametrize("left", sorted(TENSORS))
 def test_promotion_with_zero_dim_tensor(left, right, op):
     # a 0-d tensor does not raise the dtype within its category; a higher category does
+    _skip(op, left, right)
     b = np.abs(ZERO_DIM[right]) if op == "**" else ZERO_DIM[right]
     check_same_outcome(lambda lib, x, y: ARITH[op](x, y), TENSORS[left], b)
-    check_same_outcome(lambda lib, x, y: ARITH[op](y, x), RIGHT[left], b)
+    rev = np.abs(RIGHT[left]) if op == "**" else RIGHT[left]
+    check_same_outcome(lambda lib, x, y: ARITH[op](y, x), rev, b)
 
 
 @pytest.mark.parametrize("op", sorted(ARITH))
@@ -173,14 +182,17 @@ def test_promotion_with_zero_dim_tensor(left, right, op):
 @pytest.mark.parametrize("left", sorted(TENSORS))
 def test_promotion_with_python_scalar(left, scalar, op):
     s = SCALARS[scalar]
-    if op == "**" and s == -2 and left in ("int32", "int64", "bool"):
+    _skip(op, left, "bool" if s is True else "")
+    if op == "**" and s == -2 and left in ("int32", "int64"):
         s = 2
     check_same_outcome(lambda lib, x: ARITH[op](x, s), TENSORS[left])
-    check_same_outcome(lambda lib, x: ARITH[op](s, x), RIGHT[left])
+    rev = np.abs(RIGHT[left]) if op == "**" else RIGHT[left]
+    check_same_outcome(lambda lib, x: ARITH[op](s, x), rev)
 
 
-@pytest.mark.parametrize("scalar", [np.float64(2.5), np.float32(2.5), np.int64(3), np.int32(-2),
-                                    np.bool_(True)], ids=repr)
+# (np.bool_ is left out: PyTorch turns `int64 tensor + np.True_` into float32, a quirk)
+@pytest.mark.parametrize("scalar", [np.float64(2.5), np.float32(2.5), np.int64(3), np.int32(-2)],
+                         ids=repr)
 @pytest.mark.parametrize("left", ["int64", "float32", "float64"])
 @pytest.mark.parametrize("op", ["+", "*", "-", "/"])
 def test_numpy_scalars_act_as_python_scalars(left, scalar, op):
@@ -192,8 +204,11 @@ def test_numpy_scalars_act_as_python_scalars(left, scalar, op):
 @pytest.mark.parametrize("left", ["int64", "float32", "float64"])
 @pytest.mark.parametrize("op", ["+", "*", "-", "/", "**"])
 def test_numpy_array_on_the_right_acts_as_a_tensor(left, arr, op):
+    # PyTorch computes `Tensor op ndarray` through numpy (numpy's promotion, numpy's warnings);
+    # the contract treats the array as a tensor of its dtype, which is the reference here
+    _skip(op, arr)
     other = np.abs(RIGHT[arr]) if op == "**" else RIGHT[arr]
-    check_same_outcome(lambda lib, x: ARITH[op](x, other), TENSORS[left])
+    check_same_outcome(lambda lib, x: ARITH[op](x, np_operand(lib, other)), TENSORS[left])
 
 
 @fastgrad_only
@@ -204,6 +219,8 @@ def test_numpy_array_on_the_left_gives_a_tensor(left, arr, op):
     # PyTorch 2.x with numpy 2 fails on `ndarray op Tensor` (numpy claims the operator); the
     # contract asks for the reflected Tensor operator, so the reference is torch on tensors.
     ops = dict(ARITH, **{"@": operator.matmul, "<": operator.lt})
+    if op == "@" and arr != left:
+        pytest.skip("matmul does not promote (PyTorch raises): tested in test_torch_api_ops")
     a = RIGHT[arr]
     got = ops[op](a, fg.tensor(TENSORS[left]))
     want = ops[op](torch.tensor(a), torch.tensor(TENSORS[left]))
@@ -237,6 +254,23 @@ def test_integer_to_negative_integer_power_raises():
 def test_bool_subtraction_and_negation_raise():
     check_raises(RuntimeError, lambda lib, x: x - x, np.array([True, False]))
     check_raises(RuntimeError, lambda lib, x: -x, np.array([True, False]))
+
+
+@pytest.mark.parametrize("other", ["int64", "float32", "0-d float", "scalar True", "scalar 2.5"])
+def test_subtraction_with_any_bool_operand_raises(other):
+    # PyTorch refuses `-` whenever one side is bool (a Python bool counts), in either order
+    b = np.array([True, False, True])
+    o = {"int64": TENSORS["int64"], "float32": TENSORS["float32"],
+         "0-d float": ZERO_DIM["float64"]}.get(other)
+    s = {"scalar True": True, "scalar 2.5": 2.5}.get(other)
+    if o is not None:
+        check_raises(RuntimeError, lambda lib, x, y: x - y, b, o)
+        check_raises(RuntimeError, lambda lib, x, y: y - x, b, o)
+    else:
+        check_raises(RuntimeError, lambda lib, x: x - s, b)
+        check_raises(RuntimeError, lambda lib, x: s - x, b)
+    if other == "scalar True":
+        check_raises(RuntimeError, lambda lib, x: x - True, TENSORS["int64"])
 
 
 def test_float_into_int_tensor_in_place_raises():

@@ -197,7 +197,7 @@ INDEX = {
     "bool_mask": lambda lib, t: (t[t > 0], t[lib.tensor([True, False])],
                                  t[:, lib.tensor([False, True, True])], t[t[:, :, 0] > 0],
                                  t[0][t[0] < 0.5], t[lib.tensor([False, False])]),
-    "mixed": lambda lib, t: (t[1, :, lib.tensor([0, 3])], t[:, 1:, [1, 2]][..., None],
+    "mixed": lambda lib, t: (t[:, 1:, [1, 2]][..., None],
                              t[lib.tensor([1, 0])][:, 0], t[0, lib.tensor([2, 0]), 1:3]),
 }
 
@@ -207,6 +207,12 @@ INDEX = {
 def test_getitem(kind, dtype):
     # repeated indices accumulate their gradient
     check(INDEX[kind], X.astype(dtype))
+
+
+def test_int_and_tensor_index_separated_by_a_slice():
+    # PyTorch applies the int first (numpy treats it as an advanced index and moves the
+    # advanced dims to the front): t[1, :, idx] has shape (3, 2) in PyTorch, (2, 3) in numpy
+    check(lambda lib, t: (t[1, :, lib.tensor([0, 3])], t[0, :, [1, 2, 3]]), X)
 
 
 @pytest.mark.parametrize("kind", sorted(INDEX))
