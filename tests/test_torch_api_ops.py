@@ -149,7 +149,7 @@ def test_minimum_maximum_ties_split_the_gradient(name):
 
 @pytest.mark.parametrize("name", ["minimum", "maximum", "min2", "max2"])
 def test_minimum_maximum_propagate_nan_and_its_gradient(name):
-    # the result is NaN and the gradient goes to the NaN operand, as PyTorch
+    # the result is NaN and, as in PyTorch, both operands get the gradient at a NaN position
     check(BINARY[name], np.array([np.nan, 1.0, np.nan]), np.array([1.0, np.nan, np.nan]))
 
 
