@@ -9,8 +9,9 @@ fixed random weighting of every floating output. ``check_raises`` asserts that a
 the same exception class in both.
 
 Tolerances: float64 1e-12 relative, float32 5e-6 relative (a few float32 ulps: PyTorch and
-numpy round differently, and a gradient compounds two or three roundings); the absolute part scales with the largest expected magnitude so that entries
-that cancel to ~0 are judged against the array they belong to. Integer and bool results must be
+numpy round differently, and a gradient compounds two or three roundings); the absolute part
+scales with the largest expected magnitude so that entries that cancel to ~0 are judged against
+the array they belong to. Integer and bool results must be
 exact. NaNs must sit in the same places, infinities with the same sign.
 
 Self-check: with ``FASTGRAD_TORCH_SELF_CHECK=1`` the library under test is PyTorch itself, so a
@@ -40,6 +41,12 @@ fg: Any = torch if SELF_CHECK else fastgrad          # the library under test
 LIBS = [pytest.param(torch, id="torch"), pytest.param(fg, id="fastgrad")]
 
 fastgrad_only = pytest.mark.skipif(SELF_CHECK, reason="fastgrad-only behaviour (self-check run)")
+
+
+def core_gap(reason: str) -> pytest.MarkDecorator:
+    """A known difference of fastgrad's core from PyTorch (listed in the core failures note):
+    a strict xfail, so the test reports when the core is fixed. Off in a self-check run."""
+    return pytest.mark.xfail(not SELF_CHECK, reason=reason, strict=True)
 
 RTOL = {"float64": 1e-12, "float32": 5e-6, "float16": 1e-3}
 

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
-from _torch_compare import LIBS, check, check_raises, dtype_name, fg, np_operand, rand, torch
+from _torch_compare import (LIBS, check, check_raises, core_gap, dtype_name, fg, np_operand,
+                            rand, torch)
 
 DTYPES = ["float64", "float32"]
 
@@ -59,7 +60,8 @@ def test_unary_edge_values(name):
     check(lambda lib, t: getattr(t, name)(), x)
 
 
-@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("lib", [pytest.param(torch, id="torch"), pytest.param(
+    fg, id="fastgrad", marks=core_gap("numpy RuntimeWarnings leak from log/div/pow at edges"))])
 def test_no_numpy_warnings_at_edge_values(lib, recwarn):
     # PyTorch computes log(0), 1/0, 0 ** -1, sqrt(-1) and their gradients silently
     x = lib.tensor([0.0, -1.0, 2.0], requires_grad=True)
@@ -107,7 +109,8 @@ def test_pow_scalar_exponent(exponent):
         check(lambda lib, x: x ** exponent, np.array([-1.5, 0.0, -2.0, 1.0]))
 
 
-@pytest.mark.parametrize("base", [2, 2.5, 0.0, 1])
+@pytest.mark.parametrize("base", [2, 2.5, pytest.param(0.0, marks=core_gap(
+    "d/dx 0.0 ** x at x < 0 is 0; PyTorch -inf")), 1])
 def test_pow_scalar_base(base):
     check(lambda lib, x: (base ** x, lib.pow(base, x)), np.array([0.0, 1.0, -1.5, 2.5]))
 
@@ -147,6 +150,7 @@ def test_minimum_maximum_ties_split_the_gradient(name):
     check(BINARY[name], a, b)
 
 
+@core_gap("minimum/maximum give no gradient at NaN; PyTorch gives it to both operands")
 @pytest.mark.parametrize("name", ["minimum", "maximum", "min2", "max2"])
 def test_minimum_maximum_propagate_nan_and_its_gradient(name):
     # the result is NaN and, as in PyTorch, both operands get the gradient at a NaN position
@@ -154,7 +158,8 @@ def test_minimum_maximum_propagate_nan_and_its_gradient(name):
 
 
 def test_shape_mismatch_raises_runtime_error():
-    for fn in (lambda lib, a, b: a + b, lambda lib, a, b: a * b, lambda lib, a, b: lib.maximum(a, b),
+    for fn in (lambda lib, a, b: a + b, lambda lib, a, b: a * b,
+               lambda lib, a, b: lib.maximum(a, b),
                lambda lib, a, b: lib.where(a > 0, a, b)):
         check_raises(RuntimeError, fn, np.zeros((2, 3)), np.zeros((3, 2)))
 
@@ -261,6 +266,7 @@ def test_index_select(dim):
     check(lambda lib, t, i: (t.index_select(dim, i), lib.index_select(t, dim, i)), x, idx)
 
 
+@core_gap("fastgrad.nn.functional.one_hot is missing")
 def test_one_hot():
     check(lambda lib, y: (lib.nn.functional.one_hot(y), lib.nn.functional.one_hot(y, 5),
                           lib.nn.functional.one_hot(y, num_classes=4).float()),
@@ -278,6 +284,7 @@ def test_softmax_and_log_softmax(dim, dtype):
                           lib.softmax(t, dim=dim), lib.log_softmax(t, dim)), x)
 
 
+@core_gap("fastgrad.nn.functional.softmax/log_softmax take no dim=")
 def test_functional_softmax_takes_dim():
     check(lambda lib, t: (lib.nn.functional.softmax(t, dim=0), lib.nn.functional.softmax(t, 1),
                           lib.nn.functional.log_softmax(t, dim=-1)), rand((2, 3), seed=9))
@@ -318,6 +325,7 @@ def test_matmul_errors():
     check_raises(RuntimeError, lambda lib, x, y: lib.bmm(x, y), np.zeros((2, 3)), np.zeros((3, 2)))
 
 
+@core_gap("matmul promotes mixed dtypes; PyTorch raises RuntimeError")
 def test_matmul_does_not_promote_dtypes():
     check_raises(RuntimeError, lambda lib, x, y: x @ y, np.zeros((2, 3)),
                  np.zeros((3, 2), np.float32))

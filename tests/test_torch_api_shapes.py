@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _torch_compare import LIBS, check, check_raises, rand
+from _torch_compare import LIBS, check, check_raises, core_gap, rand
 
 X = rand((2, 3, 4), seed=1)
 
@@ -36,7 +36,8 @@ VIEWS = {
     "reshape": lambda lib, t: (t.reshape(6, 4), t.reshape(-1), t.reshape((4, 6)),
                                lib.reshape(t, (2, -1)), t.reshape(24, 1, 1)),
     "flatten": lambda lib, t: (t.flatten(), t.flatten(1), t.flatten(0, 1), t.flatten(-2, -1),
-                               t.flatten(start_dim=1, end_dim=2), lib.flatten(t, 1), t.flatten(1, 1)),
+                               t.flatten(start_dim=1, end_dim=2), lib.flatten(t, 1),
+                               t.flatten(1, 1)),
     "unflatten": lambda lib, t: (t.unflatten(2, (2, 2)), t.unflatten(-1, (2, -1)),
                                  t.flatten().unflatten(0, (6, 4))),
     "squeeze": lambda lib, t: (t.view(2, 1, 3, 1, 4).squeeze(), t.view(2, 1, 12).squeeze(1),
@@ -127,11 +128,18 @@ SHAPE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("exc,fn", [pytest.param(e, f, id=i) for i, e, f in SHAPE_ERRORS])
+# cat/stack raise ValueError today (PyTorch: RuntimeError for shapes, IndexError for dim)
+_CAT_GAP = {"cat shapes", "cat dim", "stack shapes"}
+
+
+@pytest.mark.parametrize("exc,fn", [
+    pytest.param(e, f, id=i, marks=[core_gap("cat/stack raise ValueError")] * (i in _CAT_GAP))
+    for i, e, f in SHAPE_ERRORS])
 def test_shape_errors(exc, fn):
     check_raises(exc, fn, X)
 
 
+@core_gap("view() of a non-contiguous tensor copies instead of raising")
 def test_view_of_a_non_contiguous_tensor_raises():
     # view never copies (it shares memory), so a transposed tensor cannot be viewed flat
     check_raises(RuntimeError, lambda lib, t: t.transpose(0, 2).view(-1), X)
@@ -149,8 +157,10 @@ def test_split_and_chunk():
 @pytest.mark.parametrize("dim", [0, 1, 2, -1, -2])
 def test_cat_stack(name, dim):
     y = rand((2, 3, 4), seed=3)
-    check(lambda lib, a, b: (getattr(lib, name)([a, b], dim=dim), getattr(lib, name)((a, b, a), dim),
-                             getattr(lib, name)([a], dim=dim)), X, y)
+    def fn(lib, a, b):
+        join = getattr(lib, name)
+        return join([a, b], dim=dim), join((a, b, a), dim), join([a], dim=dim)
+    check(fn, X, y)
 
 
 def test_cat_stack_default_dim_and_promotion():
@@ -209,6 +219,7 @@ def test_getitem(kind, dtype):
     check(INDEX[kind], X.astype(dtype))
 
 
+@core_gap("t[int, :, tensor] follows numpy's shape, not PyTorch's")
 def test_int_and_tensor_index_separated_by_a_slice():
     # PyTorch applies the int first (numpy treats it as an advanced index and moves the
     # advanced dims to the front): t[1, :, idx] has shape (3, 2) in PyTorch, (2, 3) in numpy
@@ -257,6 +268,7 @@ def test_setitem_values_on_plain_tensors(kind):
     check(fn, X, rand((3, 4), seed=5), grad=False)
 
 
+@core_gap("in-place ops on graph (non-leaf) tensors raise NotImplementedError")
 @pytest.mark.parametrize("kind", sorted(SETITEM))
 def test_setitem_on_a_non_leaf_passes_gradients(kind):
     # the overwritten entries get no gradient from x; the written value gets theirs
