@@ -110,11 +110,11 @@ def test_shared_child_is_drawn_once():
 def test_tensor_graph_shows_shape_dtype_and_op():
     a = fastgrad.Tensor(np.ones((3, 4)), requires_grad=True)
     b = fastgrad.Tensor(np.ones((4, 2), dtype=np.float32), requires_grad=True)
-    loss = (a @ b).relu().sum()
+    loss = (a @ b.double()).relu().sum()       # (matmul does not promote, as in PyTorch)
     loss.backward()
     dot = draw_dot(loss)
     labels = records(dot.source)
-    assert len(labels) == 5
+    assert len(labels) == 6
     assert "{ (3, 4) | float64 | grad (3, 4) }" in labels
     assert "{ (4, 2) | float32 | grad (4, 2) }" in labels
     assert "{ () | float64 | grad none }" in labels

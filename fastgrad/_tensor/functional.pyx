@@ -62,9 +62,11 @@ cdef object _join(object tensors, object axis, bint new_axis):
         vals.append(np_asarray(v))
     try:
         out = np.stack(vals, axis=axis) if new_axis else np.concatenate(vals, axis=axis)
+    except np.exceptions.AxisError as exc:
+        raise IndexError(f"{what}: Dimension out of range ({exc})") from None
     except ValueError as exc:
-        raise ValueError(f"{what}: shapes {[v.shape for v in vals]} do not fit along axis "
-                         f"{axis} ({exc})") from None
+        raise RuntimeError(f"{what}: shapes {[v.shape for v in vals]} do not fit along dim "
+                           f"{axis} ({exc})") from None
     cdef Tensor t = new_tensor(out)
     kids = tuple([grad_child(it) for it in items])
     if grad_enabled() and any(k is not None for k in kids):
@@ -79,6 +81,9 @@ cdef object _join(object tensors, object axis, bint new_axis):
                 offsets.append(total)
             params = (ax, tuple(offsets))
         record(t, TOP_STACK if new_axis else TOP_CONCAT, None, None, kids, None, params)
+        for k in kids:
+            if k is not None:
+                (<Tensor>k)._parents += 1
     return t
 
 
@@ -120,8 +125,10 @@ def linear(x, weight, bias=None):
     if grad_enabled() and (ca is not None or cb is not None or cc is not None):
         record(t, TOP_LINEAR, ca, cb, xv, wv, None)
         t.c = cc
-        t.s0, t.v0 = tx, tx._version        # the rules read both values (tensor.pxd)
-        t.s1, t.v1 = tw, tw._version
+        if cc is not None:
+            cc._parents += 1
+        t.s0, t.v0 = tx, version_of(tx)     # the rules read both values (tensor.pxd)
+        t.s1, t.v1 = tw, version_of(tw)
     return t
 
 
@@ -233,7 +240,7 @@ def binary_cross_entropy(input, target):
     cdef Tensor b = grad_child(target)
     if recording(a, b):
         record(t, TOP_BCE, a, b, pv, tv, (n, lp, lq))
-        t.s0, t.v0 = <Tensor>input, (<Tensor>input)._version
+        t.s0, t.v0 = <Tensor>input, version_of(<Tensor>input)
         if isinstance(target, Tensor):
-            t.s1, t.v1 = <Tensor>target, (<Tensor>target)._version
+            t.s1, t.v1 = <Tensor>target, version_of(<Tensor>target)
     return t

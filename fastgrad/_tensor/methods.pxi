@@ -52,22 +52,140 @@ cdef int _check_device(object device) except -1:
     return 0
 
 
-cdef int _check_inplace(Tensor self, object other) except -1:
-    """In-place ops rewrite a value: refused where autograd would need the old one."""
+cdef bint _check_inplace(Tensor self, object other) except -1:
+    """Whether an in-place op on self must be recorded (then the caller rebases self's history
+    onto the op with _rebase). A leaf that requires grad is refused, as in PyTorch."""
     if not grad_enabled():
-        return 0
+        return False
     if self._requires_grad:
         if self.op == TOP_LEAF:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                                "operation.")
-        raise NotImplementedError(
-            "fastgrad does not record in-place ops on a tensor that is part of a recorded graph "
-            f"(this one was computed by {op_names[self.op]}): use the out-of-place form "
-            "(x = x + y, x = x.relu()), or run the update under fastgrad.no_grad()")
+        _check_rebase(self)
+        return True
     if isinstance(other, Tensor) and (<Tensor>other)._requires_grad:
-        raise NotImplementedError(
-            "fastgrad does not record in-place ops whose operand requires grad: use the "
-            "out-of-place form (x = x + y)")
+        _check_rebase(self)
+        return True
+    return False
+
+
+cdef int _check_rebase(Tensor self) except -1:
+    """Refuse the in-place ops whose recording would need more than this engine can rewrite:
+    nodes hold their children by reference, so a tensor that a recorded op already uses, or
+    that is a view into another recorded tensor's memory, keeps its value."""
+    if self._parents:
+        raise RuntimeError(
+            f"in-place op on a tensor that {self._parents} recorded op(s) already use: fastgrad "
+            f"cannot rewrite their history; use the out-of-place form (y = y + 1, "
+            f"y = y.relu()) or clone() first")
+    if (self.op == TOP_RESHAPE or self.op == TOP_TRANSPOSE or self.op == TOP_INDEX or
+            self.op == TOP_EXPAND or self.op == TOP_FLIP) and self.a is not None and \
+            is_view(self._data, self.a._data):
+        raise RuntimeError(
+            f"in-place op on a view ({op_names[self.op]}) of a tensor that requires grad: "
+            f"fastgrad does not record it; write to the base tensor (x[idx] = v), or use the "
+            f"out-of-place form")
+    return 0
+
+
+cdef int _release_children(Tensor n) except -1:
+    """n stops holding its children (dealloc, detach_): their parent counts drop."""
+    if n.op == TOP_LEAF:
+        return 0
+    if n.op == TOP_CONCAT or n.op == TOP_STACK:
+        if type(n.x0) is tuple:
+            for k in <tuple>n.x0:
+                if k is not None:
+                    (<Tensor>k)._parents -= 1
+        return 0
+    if n.a is not None:
+        n.a._parents -= 1
+    if n.b is not None:
+        n.b._parents -= 1
+    if n.c is not None:
+        n.c._parents -= 1
+    return 0
+
+
+cdef Tensor _rebase(Tensor self, object result):
+    """Record an in-place op: result is its out-of-place result, computed (and recorded) from
+    self. self's old node moves to a new tensor, which becomes result's child in self's place,
+    and self becomes an identity node over result (TOP_CAST, so the gradient is also cast back
+    to self's dtype) whose value, in self's memory, is result's. result keeps its own value, so
+    its rules still read what they computed with after later in-place ops on self. Parents
+    recorded from self before are refused (_check_rebase)."""
+    cdef Tensor r = <Tensor?>result
+    cdef Tensor old
+    x = self._data
+    out = r._data
+    if out.dtype != x.dtype and not np.can_cast(out.dtype, x.dtype, 'same_kind'):
+        raise RuntimeError(f"result type {_Tensor_dtype_of(out.dtype).name.capitalize()} "
+                           f"can't be cast to the desired output type "
+                           f"{_Tensor_dtype_of(x.dtype).name.capitalize()}")
+    if out.shape != x.shape:
+        raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast "
+                           f"shape {list(out.shape)}")
+    if self.op != TOP_LEAF or self._requires_grad:
+        # self's node, as it was, under a new handle sharing its memory and version counter
+        old = Tensor.__new__(Tensor)
+        old._data = x
+        old.op, old.a, old.b, old.c = self.op, self.a, self.b, self.c
+        old.x0, old.x1, old.aux = self.x0, self.x1, self.aux
+        old.s0, old.s1, old.v0, old.v1, old.vself = self.s0, self.s1, self.v0, self.v1, \
+            self.vself
+        old._requires_grad = self._requires_grad
+        share_version(self, old)
+        _repoint(r, self, old)
+    self.op = TOP_CAST
+    self.a = r
+    r._parents += 1
+    self.b = self.c = None
+    self.s0 = self.s1 = None
+    self.x0 = self.x1 = self.aux = None
+    self._requires_grad = True
+    np.copyto(x, out, casting='unsafe')
+    bump_version(self)
+    self.vself = version_of(self)
+    return self
+
+
+cdef Tensor _filled(Tensor self, object values, object source, str name):
+    """The recorded result of overwriting self with values (broadcast): no gradient to self's
+    old value, and all of it to source if that is a tensor requiring grad."""
+    x = self._data
+    try:
+        out = np.array(np.broadcast_to(np_asarray(values), x.shape), dtype=x.dtype)
+    except ValueError:
+        raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast "
+                           f"shape {list(np.shape(values))}") from None
+    return local_node(name, out, self, lambda: 0.0, source,
+                      (lambda: 1.0) if isinstance(source, Tensor) else None, None, None)
+
+
+cdef int _repoint(Tensor r, Tensor self, Tensor old) except -1:
+    """In r, what referred to self's old node refers to old; saved arrays that are self's
+    memory are copied first (the in-place op is about to overwrite it)."""
+    x = self._data
+    if r.x0 is x:
+        r.x0 = x.copy()
+        if r.s0 is self:
+            r.s0 = None         # a private copy now: nothing can change it
+    if r.x1 is x:
+        r.x1 = x.copy()
+        if r.s1 is self:
+            r.s1 = None
+    if r.s0 is self:
+        r.s0 = old
+    if r.s1 is self:
+        r.s1 = old
+    if r.a is self:
+        r.a = old
+        old._parents += 1
+        self._parents -= 1
+    if r.b is self:
+        r.b = old
+        old._parents += 1
+        self._parents -= 1
     return 0
 
 
@@ -94,7 +212,7 @@ cdef Tensor _assign(Tensor self, object result, bint cast_any):
     except ValueError as exc:
         raise RuntimeError(f"in-place op: cannot write into this tensor ({exc}); it is a "
                            f"read-only view (made by expand?): clone() it first") from None
-    self._version += 1
+    bump_version(self)
     return self
 
 
@@ -149,9 +267,19 @@ cdef Tensor _reduce_extreme(Tensor self, object dim, bint keepdim, bint largest,
                                              if i not in axes])
 
     def derivative():
-        mask = (x == kept).astype(x.dtype)
+        # the entries equal to the result share it; PyTorch's max()/min() of a whole tensor
+        # also count nan as equal to a nan result (amax/amin give nan there)
+        hit = x == kept
+        if x.dtype.kind == 'f' and dim is None and (what == 'max' or what == 'min'):
+            hit |= np.isnan(x) & np.isnan(kept)
+        mask = hit.astype(x.dtype)
         return mask / reduce_sum(mask, axes, True)
     return local_node(what, out, self, derivative, None, None, kept.shape, axes)
+
+
+@cython.freelist(64)
+cdef class VersionCounter:
+    """The version counter shared by tensors that share memory (see tensor.pxd)."""
 
 
 @cython.no_gc                   # see tensor.pxd: nodes cannot form cycles
@@ -199,7 +327,7 @@ cdef class Tensor:
         if out is not None:
             for o in out:
                 if isinstance(o, Tensor):
-                    (<Tensor>o)._version += 1
+                    bump_version(<Tensor>o)
             return out[0] if len(out) == 1 else out
         if isinstance(result, tuple):
             return tuple([new_tensor(r) for r in result])
@@ -212,6 +340,7 @@ cdef class Tensor:
         # children too, or leaves: dropped first, so the counts below see only a, b, c.)
         global _draining
         self.s0 = self.s1 = None
+        _release_children(self)
         if _sole_owner(<PyObject *>self.a):
             _pending.append(self.a)
         if _sole_owner(<PyObject *>self.b):
@@ -381,8 +510,8 @@ cdef class Tensor:
     def is_floating_point(self):
         return self._data.dtype.kind == 'f'
 
-    def is_contiguous(self):
-        return True
+    def is_contiguous(self, memory_format=None):
+        return bool(self._data.flags.c_contiguous)
 
     @property
     def T(self):
@@ -414,7 +543,7 @@ cdef class Tensor:
     @property
     def _version(self):
         """How many in-place ops changed the value (PyTorch's version counter)."""
-        return self._version
+        return version_of(self)
 
     @property
     def _prev(self):
@@ -490,11 +619,15 @@ cdef class Tensor:
         return bool((self._data == v).any())
 
     def detach(self):
-        """The same data without history (shared array, requires_grad=False)."""
-        return new_tensor(self._data)
+        """The same data without history (shared memory and version counter, requires_grad
+        False)."""
+        cdef Tensor t = new_tensor(self._data)
+        share_version(self, t)
+        return t
 
     def detach_(self):
         """Make this tensor a leaf that does not require grad (its history is dropped)."""
+        _release_children(self)
         self.op = TOP_LEAF
         self.a = self.b = self.c = None
         self.s0 = self.s1 = None
@@ -593,11 +726,14 @@ cdef class Tensor:
         _check_device('cuda')
 
     def contiguous(self, memory_format=None):
-        return self
+        """self if its memory is in row-major order, else a copy that is."""
+        if self._data.flags.c_contiguous:
+            return self
+        return self.clone()
 
     def clone(self, memory_format=None):
         """A copy (gradients flow back to self)."""
-        cdef Tensor t = new_tensor(self._data.copy())
+        cdef Tensor t = new_tensor(np.array(self._data, copy=True, order='C'))
         if self._requires_grad and grad_enabled():
             record(t, TOP_CAST, self, None, None, None, None)
         return t
@@ -645,16 +781,21 @@ cdef class Tensor:
         return _binary(TOP_MATMUL, other, self)
 
     def __floordiv__(self, other):
-        return _plain(self, other, np.floor_divide, 'floor_divide')
+        return _integer_division(self, other, np.floor_divide, 'floor_divide')
 
     def __rfloordiv__(self, other):
-        return _plain(other, self, np.floor_divide, 'floor_divide')
+        return _integer_division(other, self, np.floor_divide, 'floor_divide')
+
+    def __ifloordiv__(self, other):
+        if _check_inplace(self, other):
+            return self // other
+        return _assign(self, _checked(self.__floordiv__(other), other, 'floor_divide_'), False)
 
     def __mod__(self, other):
         return self.remainder(other)
 
     def __rmod__(self, other):
-        return _plain(other, self, np.remainder, 'remainder')
+        return _integer_division(other, self, np.remainder, 'remainder')
 
     def __neg__(self):
         x = self._data
@@ -803,6 +944,8 @@ cdef class Tensor:
         if ops is None:
             raise TypeError(f"remainder: unsupported operand {type(other).__name__}")
         xv, yv, dt = ops
+        if dt.kind in 'iub' and (np.asarray(yv) == 0).any():
+            raise RuntimeError("ZeroDivisionError")
         with _np_errstate(divide='ignore', invalid='ignore'):
             out = np.remainder(xv, yv)
         return local_node('remainder', out, self, lambda: 1.0, other,
@@ -1335,8 +1478,22 @@ cdef class Tensor:
         return _unary(self, x, TOP_RESHAPE, out, None)
 
     def view(self, *shape):
-        """reshape (fastgrad's arrays are always contiguous)."""
-        return self.reshape(*shape)
+        """The same memory in a new shape; RuntimeError (as PyTorch) where that needs a copy
+        (after transpose or permute: use reshape, or contiguous().view)."""
+        x = self._data
+        shape = _shape_args(shape, 'view')
+        try:
+            out = x.reshape(shape, copy=False)
+        except ValueError:
+            try:
+                x.reshape(shape)
+            except ValueError:
+                raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size "
+                                   f"{x.size}") from None
+            raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                               "(at least one dimension spans across two contiguous subspaces)."
+                               " Use .reshape(...) instead.") from None
+        return _unary(self, x, TOP_RESHAPE, out, None)
 
     def view_as(self, other):
         return self.reshape((<Tensor?>other)._data.shape)
@@ -1409,6 +1566,7 @@ cdef class Tensor:
                                    f"dimension {i}")
         out = np.broadcast_to(x, tuple(target))
         cdef Tensor t = new_tensor(out)
+        share_version(self, t)
         if grad_enabled() and self._requires_grad:
             record(t, TOP_EXPAND, self, None, None, None, None)
         return t
@@ -1495,6 +1653,7 @@ cdef class Tensor:
         axes = norm_axes(dims, x.ndim, 'flip')
         out = np.flip(x, axes) if axes else x
         cdef Tensor t = new_tensor(out)
+        share_version(self, t)
         if grad_enabled() and self._requires_grad:
             record(t, TOP_FLIP, self, None, None, None, axes)
         return t
@@ -1572,126 +1731,171 @@ cdef class Tensor:
         tensors, lists; recorded."""
         key = _index_key(key)
         x = self._data
+        first = _integers_first(key, x.ndim)
+        if first is not None:       # ints with arrays: PyTorch applies the ints first
+            return self[first[0]][first[1]]
         return _unary(self, x, TOP_INDEX, np_asarray(_index_value(x, key)),
                       (key, is_basic_key(key)))
 
     def __setitem__(self, key, value):
-        """Write value into the selected entries (in place; see _check_inplace)."""
-        _check_inplace(self, value)
+        """Write value into the selected entries (in place; recorded on a tensor that requires
+        grad: the overwritten entries pass no gradient)."""
+        rebase = _check_inplace(self, value)
         key = _index_key(key)
         v = _as_operand(value, '__setitem__')
+        if rebase:
+            if isinstance(value, Tensor) and (<Tensor>value)._requires_grad:
+                raise NotImplementedError("x[key] = value where value requires grad is not "
+                                          "recorded: build the tensor with cat/stack/where")
+            x = self._data
+            new = x.copy()
+            kept = np.ones(x.shape, dtype=x.dtype)
+            try:
+                new[key] = v
+                kept[key] = 0
+            except IndexError as exc:
+                raise IndexError(f"index out of range: {exc}") from None
+            except ValueError as exc:
+                raise RuntimeError(f"__setitem__: shape mismatch: {exc}") from None
+            _rebase(self, local_node('index_put', new, self, lambda: kept, None, None, None,
+                                     None))
+            return
         try:
             self._data[key] = v
         except IndexError as exc:
             raise IndexError(f"index out of range: {exc}") from None
         except ValueError as exc:
             raise RuntimeError(f"__setitem__: shape mismatch: {exc}") from None
-        self._version += 1
+        bump_version(self)
 
     # --- in-place ops --------------------------------------------------------------------
 
     def add_(self, other, *, alpha=1):
-        _check_inplace(self, other)
+        if _check_inplace(self, other):
+            return _rebase(self, self.add(other, alpha=alpha))
         return _assign(self, self.add(other, alpha=alpha), False)
 
     def sub_(self, other, *, alpha=1):
-        _check_inplace(self, other)
+        if _check_inplace(self, other):
+            return _rebase(self, self.sub(other, alpha=alpha))
         return _assign(self, self.sub(other, alpha=alpha), False)
 
     def mul_(self, other):
-        _check_inplace(self, other)
+        if _check_inplace(self, other):
+            return _rebase(self, self.mul(other))
         return _assign(self, self.mul(other), False)
 
     def div_(self, other, *, rounding_mode=None):
-        _check_inplace(self, other)
+        if _check_inplace(self, other):
+            return _rebase(self, self.div(other, rounding_mode=rounding_mode))
         return _assign(self, self.div(other, rounding_mode=rounding_mode), False)
 
     def pow_(self, exponent):
-        _check_inplace(self, exponent)
+        if _check_inplace(self, exponent):
+            return _rebase(self, self.pow(exponent))
         return _assign(self, self.pow(exponent), False)
 
     def clamp_(self, min=None, max=None):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.clamp(min, max))
         return _assign(self, self.clamp(min, max), False)
 
     clip_ = clamp_
 
     def masked_fill_(self, mask, value):
-        _check_inplace(self, value)
+        if _check_inplace(self, value):
+            return _rebase(self, self.masked_fill(mask, value))
         return _assign(self, self.masked_fill(mask, value), False)
 
     def relu_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.relu())
         return _assign(self, self.relu(), False)
 
     def neg_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, -self)
         return _assign(self, -self, False)
 
     def abs_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.abs())
         return _assign(self, self.abs(), False)
 
     def sqrt_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.sqrt())
         return _assign(self, self.sqrt(), False)
 
     def exp_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.exp())
         return _assign(self, self.exp(), False)
 
     def log_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.log())
         return _assign(self, self.log(), False)
 
     def tanh_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.tanh())
         return _assign(self, self.tanh(), False)
 
     def sigmoid_(self):
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, self.sigmoid())
         return _assign(self, self.sigmoid(), False)
 
     def zero_(self):
         """Set every entry to 0."""
-        _check_inplace(self, None)
+        if _check_inplace(self, None):
+            return _rebase(self, _filled(self, 0, None, 'zero'))
         self._data.fill(0)
-        self._version += 1
+        bump_version(self)
         return self
 
     def fill_(self, value):
         """Set every entry to value."""
-        _check_inplace(self, value)
+        rebase = _check_inplace(self, value)
         v = _as_operand(value, 'fill_')
         if isinstance(v, ndarray) and v.ndim:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor "
                                f"with {v.ndim} dimensions.")
+        if rebase:
+            return _rebase(self, _filled(self, v, value, 'fill'))
         self._data.fill(v)
-        self._version += 1
+        bump_version(self)
         return self
 
     def copy_(self, src, non_blocking=False):
         """Copy src's values in (broadcast, converted to this dtype)."""
-        _check_inplace(self, src)
+        if _check_inplace(self, src):
+            return _rebase(self, _filled(self, _as_operand(src, 'copy_'), src, 'copy'))
         return _assign(self, _as_operand(src, 'copy_'), True)
 
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
         """Fill with draws from N(mean, std**2)."""
-        _check_inplace(self, None)
+        rebase = _check_inplace(self, None)
         from fastgrad._random import draw_normal
-        return _assign(self, draw_normal(generator, self._data.shape, _float_value(
-            self._data).dtype, mean, std), True)
+        draws = draw_normal(generator, self._data.shape, _float_value(self._data).dtype, mean,
+                            std)
+        if rebase:
+            return _rebase(self, _filled(self, draws, None, 'normal'))
+        return _assign(self, draws, True)
 
     def uniform_(self, a=0.0, b=1.0, *, generator=None, **bounds):
         """Fill with draws from U(from, to) (uniform_(from=0, to=1))."""
-        _check_inplace(self, None)
+        rebase = _check_inplace(self, None)
         a = bounds.pop('from', a)
         b = bounds.pop('to', b)
         if bounds:
             raise TypeError(f"uniform_() got unexpected keyword arguments {sorted(bounds)}")
         from fastgrad._random import draw_uniform
-        return _assign(self, draw_uniform(generator, self._data.shape, _float_value(
-            self._data).dtype, a, b), True)
+        draws = draw_uniform(generator, self._data.shape, _float_value(self._data).dtype, a, b)
+        if rebase:
+            return _rebase(self, _filled(self, draws, None, 'uniform'))
+        return _assign(self, draws, True)
 
     def __iadd__(self, other):
         if _autograd_inplace(self, other):
@@ -1753,15 +1957,22 @@ cdef class Tensor:
 
 
 cdef bint _autograd_inplace(Tensor self, object other) except -1:
-    """For +=, -=, ...: True if the update must be recorded (then it is done out of place);
-    a leaf that requires grad raises, as PyTorch does."""
+    """For +=, -=, ...: True if the update must be recorded but cannot be done in place (a
+    recorded op already uses self: see _check_rebase), so it is done out of place and the name
+    is rebound to the result. A leaf that requires grad raises, as PyTorch does."""
     if not grad_enabled():
         return False
     if self._requires_grad and self.op == TOP_LEAF:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
-    return self._requires_grad or (isinstance(other, Tensor) and
-                                   (<Tensor>other)._requires_grad)
+    if not (self._requires_grad or (isinstance(other, Tensor) and
+                                    (<Tensor>other)._requires_grad)):
+        return False
+    try:
+        _check_rebase(self)
+    except RuntimeError:
+        return True
+    return False
 
 
 cdef object _checked(object result, object other, str what):
@@ -1801,13 +2012,15 @@ cdef Tensor _pick(Tensor self, object other, bint largest):
         raise _broadcast_error('maximum' if largest else 'minimum', xv, yv) from None
     out = np_asarray(out)
 
+    # PyTorch's rule: an input gets the gradient unless it lost (half at ties); nan loses to
+    # nothing, so where either is nan both get all of it
     def da():
-        win = (xv > yv) if largest else (xv < yv)
-        return np.broadcast_to(win + 0.5 * (xv == yv), out.shape).astype(out.dtype)
+        lost = (xv < yv) if largest else (xv > yv)
+        return np.broadcast_to(1.0 - lost - 0.5 * (xv == yv), out.shape).astype(out.dtype)
 
     def db():
-        win = (yv > xv) if largest else (yv < xv)
-        return np.broadcast_to(win + 0.5 * (xv == yv), out.shape).astype(out.dtype)
+        lost = (yv < xv) if largest else (yv > xv)
+        return np.broadcast_to(1.0 - lost - 0.5 * (xv == yv), out.shape).astype(out.dtype)
     return local_node('maximum' if largest else 'minimum', out, self, da, other, db, None, None)
 
 
@@ -1839,8 +2052,9 @@ cdef Tensor _moment(Tensor self, object dim, object unbiased, bint keepdim, obje
     out = kept if keep else kept.reshape([x.shape[i] for i in range(x.ndim) if i not in axes])
 
     def derivative():
-        if root:
-            return dev / (denom * kept)
+        if root:        # 0 where the deviation is 0, as PyTorch's
+            return np.where(kept == 0, 0.0, dev / (denom * np.where(kept == 0, 1.0, kept))
+                            ).astype(x.dtype, copy=False)
         return dev * (2.0 / denom)
     return local_node('std' if root else 'var', np_asarray(out), self, derivative, None, None,
                       kept.shape, axes)

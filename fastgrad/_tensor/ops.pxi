@@ -89,10 +89,10 @@ cdef inline void _save(Tensor t, object x, object y) noexcept:
     """Remember the tensors whose values t's rules read, and their versions (tensor.pxd)."""
     if isinstance(x, Tensor):
         t.s0 = <Tensor>x
-        t.v0 = (<Tensor>x)._version
+        t.v0 = version_of(<Tensor>x)
     if isinstance(y, Tensor):
         t.s1 = <Tensor>y
-        t.v1 = (<Tensor>y)._version
+        t.v1 = version_of(<Tensor>y)
 
 
 cdef inline bint _records(Tensor a) noexcept:
@@ -129,6 +129,22 @@ cdef object _float_value(object x):
     return x
 
 
+cdef inline bint _float_pair(object xv, object yv):
+    """True for the common operand pairs, where numpy's result dtype is PyTorch's: two float
+    arrays of one dtype, or a float array and a Python number."""
+    if type(xv) is ndarray:
+        dt = (<object>xv).dtype
+        if dt is not F32 and dt is not F64:
+            return False
+        if type(yv) is ndarray:
+            return (<object>yv).dtype is dt
+        return type(yv) is float or type(yv) is int
+    if type(yv) is ndarray:
+        dt = (<object>yv).dtype
+        return (dt is F32 or dt is F64) and (type(xv) is float or type(xv) is int)
+    return False
+
+
 cdef object _operands(object x, object y, str what):
     """The payloads of x and y in the dtype PyTorch computes in: (xv, yv, dtype), or None if
     either is not a tensor, an array or a real number."""
@@ -162,21 +178,37 @@ cdef object _broadcast_error(str what, object xv, object yv):
 cdef object _binary(uint8_t op, object x, object y):
     """x op y with PyTorch's dtype rules and numpy broadcasting; x or y is a Tensor, the other
     may be a number or an array (NotImplemented for anything else)."""
-    ops = _operands(x, y, op_names[op])
-    if ops is None:
+    xv = operand(x)
+    if xv is None:
         return NotImplemented
-    xv, yv, dt = ops
-    if op == TOP_DIV and dt.kind != 'f':
-        dt = _default_float()           # true division of integers gives floats
+    yv = operand(y)
+    if yv is None:
+        return NotImplemented
+    if not _float_pair(xv, yv):         # other dtypes: PyTorch's promotion first
+        if op == TOP_MATMUL and isinstance(xv, ndarray) and isinstance(yv, ndarray) and \
+                xv.dtype != yv.dtype:
+            raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                               f"{_Tensor_dtype_of(xv.dtype).name} != "
+                               f"{_Tensor_dtype_of(yv.dtype).name}")
+        if op == TOP_SUB and (_is_bool_array(xv) or _is_bool_array(yv) or type(xv) is bool
+                              or type(yv) is bool):
+            raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
+        dt = result_dtype(xv, yv)
+        if op == TOP_DIV and dt.kind != 'f':
+            dt = _default_float()       # true division of integers gives floats
         xv = cast_operand(xv, dt)
         yv = cast_operand(yv, dt)
+        if op == TOP_POW and dt.kind != 'f':
+            if isinstance(yv, ndarray) and yv.size and (yv < 0).any() or \
+                    not isinstance(yv, ndarray) and yv < 0:
+                raise RuntimeError("Integers to negative integer powers are not allowed.")
+
     try:
         if op == TOP_ADD:
             out = xv + yv
         elif op == TOP_SUB:
-            if dt is BOOL:
-                raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
-                                   "supported. Use the `^` or `logical_xor()` operator instead.")
             out = xv - yv
         elif op == TOP_MUL:
             out = xv * yv
@@ -184,10 +216,6 @@ cdef object _binary(uint8_t op, object x, object y):
             with _np_errstate(divide='ignore', invalid='ignore'):
                 out = xv / yv
         elif op == TOP_POW:
-            if dt.kind != 'f':
-                if isinstance(yv, ndarray) and yv.size and (yv < 0).any() or \
-                        not isinstance(yv, ndarray) and yv < 0:
-                    raise RuntimeError("Integers to negative integer powers are not allowed.")
             with _np_errstate(divide='ignore', invalid='ignore', over='ignore'):
                 out = xv ** yv
         else:
@@ -212,6 +240,21 @@ cdef object _binary(uint8_t op, object x, object y):
             _save(t, x, y)
         record(t, op, a, b, xv, yv, None)
     return t
+
+
+cdef inline bint _is_bool_array(object v):
+    return isinstance(v, ndarray) and (<object>v).dtype is BOOL
+
+
+cdef object _integer_division(object x, object y, object fn, str what):
+    """// and % with PyTorch's error for an integer division by zero."""
+    ops = _operands(x, y, what)
+    if ops is None:
+        return NotImplemented
+    xv, yv, dt = ops
+    if dt.kind in 'iub' and (np.asarray(yv) == 0).any():
+        raise RuntimeError("ZeroDivisionError")
+    return _plain(xv, yv, fn, what)
 
 
 cdef object _plain(object x, object y, object fn, str what):
@@ -242,9 +285,17 @@ cdef object _bitwise(object x, object y, object fn, str what):
         raise _broadcast_error(what, xv, yv) from None
 
 
+cdef inline bint is_view(object out, object x):
+    """out (an ndarray) is a numpy view of x's memory."""
+    base = (<object>out).base
+    return base is not None and (base is x or base is (<object>x).base)
+
+
 cdef Tensor _unary(Tensor x, object xv, uint8_t op, object out, object aux):
     """The node of a one-input op: out computed from xv, x's array as the op read it."""
     cdef Tensor t = new_tensor(out)
+    if (op == TOP_RESHAPE or op == TOP_TRANSPOSE or op == TOP_INDEX) and is_view(out, xv):
+        share_version(x, t)
     if grad_enabled() and x._requires_grad:
         record(t, op, x, None, xv, None, aux)
         if op == TOP_LOG:
@@ -380,6 +431,45 @@ cdef object _index_key(object key):
     if isinstance(key, tuple):       # a tuple subclass (namedtuple) indexes like a tuple
         return tuple([_index_part(k) for k in tuple(key)])
     return _index_part(key)
+
+
+cdef object _integers_first(object key, int ndim):
+    """For a key mixing integers with index arrays, (the integers' key, the rest): PyTorch
+    selects with the integers first (they are not advanced indices there, as they are in
+    numpy, which moves the arrays' dims first when a slice separates them). None otherwise."""
+    if type(key) is not tuple:
+        return None
+    cdef bint has_int = False, has_array = False
+    for k in <tuple>key:
+        if type(k) is int:
+            has_int = True
+        elif type(k) is ndarray:
+            has_array = True
+    if not (has_int and has_array):
+        return None
+    parts = list(<tuple>key)
+    for i in range(len(parts)):
+        if parts[i] is Ellipsis:        # spelled out, so each part has its dims
+            used = 0
+            for p in parts:
+                if p is not None and p is not Ellipsis:
+                    used += p.ndim if type(p) is ndarray and p.dtype is BOOL else 1
+            parts[i:i + 1] = [slice(None)] * max(ndim - used, 0)
+            break
+    ints = []
+    rest = []
+    for p in parts:
+        if p is None:
+            rest.append(None)
+        elif type(p) is int:
+            ints.append(p)
+        elif type(p) is ndarray and p.dtype is BOOL:
+            ints.extend([slice(None)] * p.ndim)
+            rest.append(p)
+        else:
+            ints.append(slice(None))
+            rest.append(p)
+    return tuple(ints), tuple(rest)
 
 
 cdef object _index_value(object x, object key):

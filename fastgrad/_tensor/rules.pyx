@@ -59,18 +59,18 @@ cdef int _check_saved(Tensor n) except -1:
     n was recorded (RuntimeError otherwise)."""
     cdef Tensor changed = None
     cdef unsigned int expected = 0
-    if n.s0 is not None and n.s0._version != n.v0:
+    if n.s0 is not None and version_of(n.s0) != n.v0:
         changed, expected = n.s0, n.v0
-    elif n.s1 is not None and n.s1._version != n.v1:
+    elif n.s1 is not None and version_of(n.s1) != n.v1:
         changed, expected = n.s1, n.v1
-    elif n._version != 0 and _reads_value[n.op]:
-        changed = n
+    elif version_of(n) != n.vself and _reads_value[n.op]:
+        changed, expected = n, n.vself
     else:
         return 0
     raise RuntimeError(
         f"one of the variables needed for gradient computation has been modified by an "
         f"inplace operation: [{changed.dtype} tensor of shape {list(changed._data.shape)}], "
-        f"which is used by {n._op}, is at version {changed._version}; expected version "
+        f"which is used by {n._op}, is at version {version_of(changed)}; expected version "
         f"{expected} instead. Hint: the in-place change (an optimizer step, +=, x.data "
         f"ops, ...) happened after the forward pass; run it after backward(), or compute "
         f"on a clone().")
@@ -79,7 +79,7 @@ cdef int _check_saved(Tensor n) except -1:
 cdef int backward_rule(Sweep s, Tensor n, object g) except -1:
     if n.op >= TOP_COUNT or _backward_rules[n.op] == NULL:  # pragma: no cover - nodes are
         raise RuntimeError(f"fastgrad: no backward rule for op {n.op}")  # checked when made
-    if n.s0 is not None or n.s1 is not None or n._version:
+    if n.s0 is not None or n.s1 is not None or n._vc is not None or n._nver:
         _check_saved(n)
     return _backward_rules[n.op](s, n, g)
 
@@ -87,7 +87,7 @@ cdef int backward_rule(Sweep s, Tensor n, object g) except -1:
 cdef object tangent_rule(Tensor n, object ta, object tb, object tc):
     if n.op >= TOP_COUNT or _tangent_rules[n.op] == NULL:  # pragma: no cover - as above
         raise RuntimeError(f"fastgrad: no tangent rule for op {n.op}")
-    if n.s0 is not None or n.s1 is not None or n._version:
+    if n.s0 is not None or n.s1 is not None or n._vc is not None or n._nver:
         _check_saved(n)
     return _tangent_rules[n.op](n, ta, tb, tc)
 
@@ -329,11 +329,11 @@ _register(TOP_DIV, _div_backward, _div_tangent)
 # d/dx = y x**(y-1) (2x exactly for y == 2); d/dy = out log x, 0 where x == 0 (PyTorch's
 # convention), nan for x < 0.
 
-cdef object _pow_dy(object out, object x, object v):
-    """v * d(x**y)/dy, with the convention at x == 0."""
-    with _np_errstate(divide='ignore', invalid='ignore'):
+cdef object _pow_dy(object out, object x, object y, object v):
+    """v * d(x**y)/dy = v x**y log x, 0 where x == 0 and y >= 0 (PyTorch's convention)."""
+    with _np_errstate(divide='ignore', invalid='ignore', over='ignore'):
         dv = v * out * _np_log(x)
-    return _np_where(np_asarray(x) == 0, 0.0, dv)
+    return _np_where((np_asarray(x) == 0) & (np_asarray(y) >= 0), 0.0, dv)
 
 
 cdef object _pow_dx(object x, object y):
@@ -355,7 +355,7 @@ cdef int _pow_backward(Sweep s, Tensor n, object g) except -1:
     if n.a is not None:
         push(s, 0, g * _pow_dx(n.x0, n.x1), True)
     if n.b is not None:
-        push(s, 1, _pow_dy(n._data, n.x0, g), True)
+        push(s, 1, _pow_dy(n._data, n.x0, n.x1, g), True)
     return 0
 
 
@@ -366,7 +366,7 @@ cdef object _pow_tangent(Tensor n, object ta, object tb, object tc):
     if ta is not None:
         t = ta * _pow_dx(x, y)
     if tb is not None:
-        t = _tplus(t, _pow_dy(n._data, x, tb))
+        t = _tplus(t, _pow_dy(n._data, x, y, tb))
     return t
 
 _register(TOP_POW, _pow_backward, _pow_tangent)

@@ -109,6 +109,15 @@ cdef int _run_backward(Tensor root, object seed) except -1:
     s.grads = grads
     grads[count - 1] = seed        # the root is last
     s.owned[count - 1] = True
+    # (numpy's warnings at edge values, such as log 0 in a rule, are numpy's to show: quieting
+    # them costs an errstate per sweep, and a script's own np.seterr settings apply here)
+    _sweep_reverse(s, order, grads, count)
+    return 0
+
+
+cdef int _sweep_reverse(Sweep s, list order, list grads, Py_ssize_t count) except -1:
+    cdef Py_ssize_t i
+    cdef Tensor n
     for i in range(count - 1, -1, -1):
         g = grads[i]
         if g is None:

@@ -90,6 +90,15 @@ cdef enum:
     TOP_CAST            # a's value as another dtype (to, float, double, type_as): nothing saved
     TOP_COUNT           # the number of op codes
 
+# PyTorch's version counter: how many in-place ops changed a value. Tensors that share memory
+# through a view op (reshape, view, transpose, indexing with slices, expand, flip, detach) share
+# one counter, so changing any of them is seen by the nodes that saved another. A tensor's
+# counter is its own _nver field until a view is made of it; then both hold the same
+# VersionCounter (_vc), which starts at the tensor's count.
+cdef class VersionCounter:
+    cdef unsigned int n         # in-place changes of the shared memory so far
+
+
 # (tensor.pyx defines it @cython.no_gc, as explained above, with a freelist of 256 nodes)
 cdef class Tensor:
     cdef object _data           # the value: an ndarray, float32 or float64
@@ -101,10 +110,15 @@ cdef class Tensor:
     cdef bint _requires_grad    # ops on this tensor are recorded
     cdef uint64_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
     cdef Py_ssize_t slot        # the node's position in the latest DFS's order (sweep.pyx)
-    cdef unsigned int _version  # in-place modifications of the value so far (PyTorch's _version)
+    cdef unsigned int _nver     # in-place changes of the value so far, while _vc is None
+    cdef VersionCounter _vc     # the counter shared with views (see VersionCounter), or None
     cdef Tensor s0, s1          # the tensors whose values the op saved as x0, x1 (if the rules
-                                # read them: see saved_version_error), else None
-    cdef unsigned int v0, v1    # their _version when the op ran
+                                # read them: rules.pyx's _check_saved), else None
+    cdef unsigned int v0, v1    # their versions when the op ran
+    cdef unsigned int vself     # this node's own version when its op ran
+    cdef Py_ssize_t _parents    # how many recorded nodes hold this one as a child (a, b, c or
+                                # a join's x0): an in-place op may rewrite a node's history
+                                # only while nothing recorded depends on it
 
     cdef Tensor _cast(self, object dt, bint copy)    # self as dtype dt (recorded if floating)
 
@@ -213,6 +227,29 @@ cdef inline Tensor wrap_grad(object g):
     return new_tensor(g)
 
 
+cdef inline unsigned int version_of(Tensor t) noexcept:
+    """t's version counter (PyTorch's t._version)."""
+    return t._vc.n if t._vc is not None else t._nver
+
+
+cdef inline void bump_version(Tensor t) noexcept:
+    """Count an in-place change of t's value (seen by every view sharing its memory)."""
+    if t._vc is not None:
+        t._vc.n += 1
+    else:
+        t._nver += 1
+
+
+cdef inline void share_version(Tensor base, Tensor view):
+    """view is a view of base's memory: from now on they count in-place changes together."""
+    cdef VersionCounter vc = base._vc
+    if vc is None:
+        vc = VersionCounter.__new__(VersionCounter)
+        vc.n = base._nver
+        base._vc = vc
+    view._vc = vc
+
+
 cdef inline bint recording(Tensor a, Tensor b) noexcept:
     """Whether an op with these child slots is recorded."""
     return grad_enabled() and (a is not None or b is not None)
@@ -224,8 +261,13 @@ cdef inline Tensor record(Tensor t, uint8_t op, Tensor a, Tensor b, object x0, o
     t.op = op
     t.a = a
     t.b = b
+    if a is not None:
+        a._parents += 1
+    if b is not None:
+        b._parents += 1
     t.x0 = x0
     t.x1 = x1
     t.aux = aux
     t._requires_grad = True
+    t.vself = version_of(t)
     return t

@@ -1,6 +1,6 @@
 """Autograd utilities beyond ``backward()`` (``torch.autograd``'s home): forward mode
 (``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``; all but ``Dual`` (Values only) take
-Values and Tensors alike.
+Values and Tensors alike. ``Variable`` is PyTorch's old name for a tensor.
 
 >>> from fastgrad import Value
 >>> from fastgrad.autograd import gradcheck, jvp
@@ -13,5 +13,6 @@ True
 
 from fastgrad.autograd.forward_mode import Dual, forward_grad, jvp
 from fastgrad.autograd.gradcheck import GradcheckError, gradcheck
+from fastgrad.autograd.variable import Variable
 
-__all__ = ["jvp", "forward_grad", "Dual", "gradcheck", "GradcheckError"]
+__all__ = ["jvp", "forward_grad", "Dual", "gradcheck", "GradcheckError", "Variable"]
