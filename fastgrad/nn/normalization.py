@@ -41,7 +41,6 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        self.bias_enabled = bias  # what the repr shows (self.bias is the parameter)
         np_dtype = factory_dtype(dtype, device)
         if elementwise_affine:
             self.weight = Parameter(filled(self.normalized_shape, 1.0, np_dtype))
@@ -58,7 +57,7 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}, bias={self.bias_enabled}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class BatchNorm1d(Module):
@@ -80,7 +79,6 @@ class BatchNorm1d(Module):
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
-        self.bias_enabled = bias  # what the repr shows (self.bias is the parameter)
         self.track_running_stats = track_running_stats
         np_dtype = factory_dtype(dtype, device)
         if affine:
@@ -128,5 +126,5 @@ class BatchNorm1d(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias_enabled}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
