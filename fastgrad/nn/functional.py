@@ -31,7 +31,7 @@ import numpy as np
 
 from fastgrad._tensor import Tensor, binary_cross_entropy as _fused_bce, cat
 from fastgrad._tensor import cross_entropy as _fused_cross_entropy, linear as _fused_linear
-from fastgrad._tensor import mse_loss as _fused_mse, where
+from fastgrad._tensor import mse_loss as _fused_mse, no_grad, where
 from fastgrad.nn._generator import numpy_generator
 
 __all__ = [
@@ -539,7 +539,6 @@ def _update_running(running_mean: Tensor | None, running_var: Tensor | None, mea
                     var: Tensor, n: int, momentum: float) -> None:
     """running = (1 - momentum) * running + momentum * batch statistic (unbiased variance),
     in place and outside the graph, as PyTorch updates them."""
-    from fastgrad._tensor import no_grad
     with no_grad():
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.detach().reshape(-1) * momentum)
