@@ -123,10 +123,15 @@ def test_cross_entropy_class_probabilities(shape, options, reduction):
     run(F.cross_entropy, TF.cross_entropy, logits, probs, kw, tkw, target_grad=True)
 
 
-def test_cross_entropy_every_target_ignored_is_nan_like_torch():
-    out = F.cross_entropy(fastgrad.zeros(2, 3), fastgrad.tensor([-100, -100]))
-    assert np.isnan(out.item())
-    assert np.isnan(TF.cross_entropy(torch.zeros(2, 3), torch.tensor([-100, -100])).item())
+def test_cross_entropy_every_target_ignored_is_nan_with_zero_gradient_like_torch():
+    x = fastgrad.zeros(2, 3, requires_grad=True)
+    out = F.cross_entropy(x, fastgrad.tensor([-100, -100]))
+    tx = torch.zeros(2, 3, requires_grad=True)
+    tout = TF.cross_entropy(tx, torch.tensor([-100, -100]))
+    assert np.isnan(out.item()) and np.isnan(tout.item())
+    out.backward()
+    tout.backward()
+    assert not x.grad.numpy().any() and not tx.grad.numpy().any()
 
 
 @settings(max_examples=25, deadline=None)

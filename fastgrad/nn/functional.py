@@ -200,7 +200,8 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
-    """0 for x <= -3, x for x >= 3, x * (x + 3) / 6 between; gradients as PyTorch's at +-3.
+    """0 for x <= -3, x for x >= 3, x * (x + 3) / 6 between; the gradient at -3 is 0 and at 3
+    is 1, as PyTorch's.
 
     >>> import fastgrad
     >>> hardswish(fastgrad.tensor([-4.0, 0.0, 4.0])).tolist()
@@ -208,7 +209,7 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """
     x = _tensor_arg(input, "hardswish")
     middle = x * (x + 3) / 6
-    return where(x < -3, _constant(0, x), where(x <= 3, middle, x))
+    return where(x <= -3, _constant(0, x), where(x < 3, middle, x))
 
 
 def tanh(input: Tensor) -> Tensor:
@@ -673,8 +674,12 @@ def _nll_parts(logp: Tensor, raw: np.ndarray, weight: Tensor | None,
 
 
 def _weighted_mean(total: Tensor, weights: np.ndarray) -> Tensor:
-    # PyTorch divides by the sum of the weights of the targets not ignored (nan when none is)
-    return total / _constant(weights.sum(), total)
+    """total / the sum of the weights of the targets not ignored, as PyTorch divides. When
+    every target is ignored the loss is nan and the gradient 0 (PyTorch's), not 0 / 0."""
+    weight_sum = weights.sum()
+    if weight_sum == 0:
+        return total + _constant(np.nan, total)
+    return total / _constant(weight_sum, total)
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
