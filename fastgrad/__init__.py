@@ -17,11 +17,22 @@
 """
 
 from fastgrad import autograd, nn, optim
-from fastgrad._tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack, tensor
+from fastgrad._tensor import (Tensor, concatenate, enable_grad, inference_mode, is_grad_enabled,
+                              no_grad, set_grad_enabled, stack, tensor)
+from fastgrad._tensor.dtype import (bool, double, dtype, float, float16, float32, float64, half,
+                                    int, int8, int16, int32, int64, long, short, uint8,
+                                    get_default_dtype, set_default_dtype)
+from fastgrad._tensor.functions import *  # noqa: F401,F403  (torch's function names)
+from fastgrad._tensor.functions import __all__ as _function_names
 from fastgrad._version import __version__
 from fastgrad.engine import Value, record
 from fastgrad.serialization import load, save
 from fastgrad.viz import draw_dot
 
-__all__ = ["__version__", "Value", "record", "Tensor", "tensor", "no_grad", "is_grad_enabled",
-           "cat", "concatenate", "stack", "save", "load", "nn", "optim", "autograd", "draw_dot"]
+_dtype_names = ["dtype", "float32", "float64", "float16", "int64", "int32", "int16", "int8",
+                "uint8", "bool", "float", "double", "half", "long", "int", "short",
+                "get_default_dtype", "set_default_dtype"]
+
+__all__ = ["__version__", "Value", "record", "Tensor", "tensor", "no_grad", "enable_grad",
+           "set_grad_enabled", "inference_mode", "is_grad_enabled", "concatenate", "save",
+           "load", "nn", "optim", "autograd", "draw_dot", *_dtype_names, *_function_names]
