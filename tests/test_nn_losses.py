@@ -149,7 +149,7 @@ def test_cross_entropy_float32_fast_and_general_paths(n, c, seed, smoothing):
     (np.zeros((3, 4)), np.array([0, 1, 7]), IndexError),          # class out of range
     (np.zeros((3, 4)), np.array([0, 1, -3]), IndexError),
     (np.zeros((3, 4)), np.zeros((3, 3)), RuntimeError),           # probabilities of wrong shape
-    (np.zeros((3, 4)), np.array([0, 1, 2], np.int32), RuntimeError),  # int32 targets
+    (np.zeros((3, 4)), np.array([0, 1, 2], np.bool_), RuntimeError),  # bool targets
     (np.zeros((2, 3, 5)), np.zeros((2, 4), np.int64), RuntimeError),  # spatial size differs
 ])
 def test_cross_entropy_errors_as_torch(logits, target, error):
@@ -157,6 +157,17 @@ def test_cross_entropy_errors_as_torch(logits, target, error):
         TF.cross_entropy(torch.tensor(logits), torch.tensor(target))
     with pytest.raises(error):
         F.cross_entropy(fastgrad.tensor(logits), fastgrad.tensor(target))
+
+
+def test_cross_entropy_takes_any_integer_targets():
+    """PyTorch refuses int32 targets; fastgrad reads them as the int64 they equal."""
+    x = np.random.default_rng(12).standard_normal((3, 4))
+    for dt in [np.int32, np.int16, np.uint8]:
+        for label_smoothing in [0.0, 0.1]:
+            close(F.cross_entropy(fastgrad.tensor(x), fastgrad.tensor(np.array([0, 3, 1], dt)),
+                                  label_smoothing=label_smoothing),
+                  TF.cross_entropy(torch.tensor(x), torch.tensor([0, 3, 1]),
+                                   label_smoothing=label_smoothing))
 
 
 def test_cross_entropy_option_errors():

@@ -51,7 +51,8 @@ __all__ = [
 
 def _tensor_arg(x: object, name: str) -> Tensor:
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(x).__name__}")
+        raise TypeError(f"{name}(): argument 'input' must be a fastgrad.Tensor, not "
+                        f"{type(x).__name__}")
     return x
 
 
@@ -240,8 +241,9 @@ def _softmax_dim(name: str, ndim: int) -> int:
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-            dtype: Any = None) -> Tensor:
-    """exp(x) normalised to sum to 1 along ``dim`` (computed from x - max: no overflow).
+            dtype: Any = None, *, axis: int | None = None) -> Tensor:
+    """exp(x) normalised to sum to 1 along ``dim`` (computed from x - max: no overflow);
+    numpy's ``axis=`` is accepted for ``dim``.
 
     >>> import fastgrad
     >>> softmax(fastgrad.tensor([0.0, 0.0, 1000.0]), dim=0).tolist()
@@ -249,15 +251,15 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     """
     x = _tensor_arg(input, "softmax")
     if dim is None:
-        dim = _softmax_dim("softmax", x.ndim)
+        dim = axis if axis is not None else _softmax_dim("softmax", x.ndim)
     if dtype is not None:
         x = x.to(dtype)
     return x.softmax(dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
-                dtype: Any = None) -> Tensor:
-    """log(softmax(x)) along ``dim``, computed stably.
+                dtype: Any = None, *, axis: int | None = None) -> Tensor:
+    """log(softmax(x)) along ``dim``, computed stably (``axis=`` accepted for ``dim``).
 
     >>> import fastgrad
     >>> [round(v, 6) for v in log_softmax(fastgrad.tensor([0.0, 0.0]), dim=0).tolist()]
@@ -265,7 +267,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
     """
     x = _tensor_arg(input, "log_softmax")
     if dim is None:
-        dim = _softmax_dim("log_softmax", x.ndim)
+        dim = axis if axis is not None else _softmax_dim("log_softmax", x.ndim)
     if dtype is not None:
         x = x.to(dtype)
     return x.log_softmax(dim)
@@ -560,6 +562,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
     2.0
     """
     reduction = _reduction(size_average, reduce, reduction)
+    input = _tensor_arg(input, "mse_loss")
     target = _as_tensor(target)
     if reduction == "mean" and weight is None and tuple(input.shape) == tuple(target.shape):
         return _fused_mse(input, target)
@@ -578,6 +581,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
     1.5
     """
     reduction = _reduction(size_average, reduce, reduction)
+    input = _tensor_arg(input, "l1_loss")
     target = _as_tensor(target)
     _warn_if_broadcast(input, target)
     return _reduce((input - target).abs(), reduction)
@@ -596,6 +600,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = No
     reduction = _reduction(size_average, reduce, reduction)
     if beta < 0:
         raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    input = _tensor_arg(input, "smooth_l1_loss")
     target = _as_tensor(target)
     _warn_if_broadcast(input, target)
     d = input - target
@@ -616,6 +621,7 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     reduction = _reduction(None, None, reduction)
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    input = _tensor_arg(input, "huber_loss")
     target = _as_tensor(target)
     _warn_if_broadcast(input, target)
     d = input - target
@@ -627,7 +633,9 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
 def _class_targets(input: Tensor, target: Tensor, name: str) -> np.ndarray:
     """Check integer class targets against input's shape (PyTorch's errors); their array."""
     raw = target.numpy()
-    if raw.dtype not in (np.int64, np.uint8):
+    # PyTorch takes int64 and uint8 only; any integer type has the same meaning, so fastgrad
+    # takes them all (floating targets are class probabilities, bool ones are refused)
+    if raw.dtype.kind not in "iu":
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got {target.dtype}")
     if input.ndim == 1:
         if raw.ndim != 0:
