@@ -47,7 +47,7 @@ def regression_data(seed=0, n=32):
 
 @pytest.mark.parametrize("cls", [TwoLayer, TwoLayerNoSuper])
 def test_a_pytorch_style_training_loop(cls):
-    np.random.seed(0)
+    fastgrad.manual_seed(0)
     net = cls(3, 16, 1)
     assert [name for name, _ in net.named_parameters()] == [
         "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
@@ -65,7 +65,7 @@ def test_a_pytorch_style_training_loop(cls):
 
 def test_follows_pytorchs_loss_curve_from_the_same_weights():
     torch = pytest.importorskip("torch")
-    np.random.seed(1)
+    fastgrad.manual_seed(1)
     net = TwoLayer(3, 8, 1).double()   # float32 by default, as PyTorch's layers
 
     class TorchTwoLayer(torch.nn.Module):

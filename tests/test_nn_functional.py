@@ -108,7 +108,7 @@ def test_linear_matches_torch():
 # -- dropout -----------------------------------------------------------------------------------
 
 def test_dropout_masks_and_scales_like_torch():
-    np.random.seed(0)
+    fastgrad.manual_seed(0)
     x, tx = pair(np.random.default_rng(5).standard_normal((200, 50)), requires_grad=True)
     out = F.dropout(x, 0.3)
     kept = out.numpy() != 0
@@ -122,7 +122,7 @@ def test_dropout_masks_and_scales_like_torch():
 
 
 def test_dropout_float32_scale_is_computed_in_float32():
-    np.random.seed(1)
+    fastgrad.manual_seed(1)
     x, tx = pair(np.ones((50, 50), np.float32))
     out = F.dropout(x, 0.1)
     kept = torch.from_numpy((out.numpy() != 0).astype(np.float32))
@@ -141,9 +141,9 @@ def test_dropout_edge_cases():
 
 def test_dropout_is_reproducible_from_the_seed():
     x = ones(10, 10)
-    np.random.seed(7)
+    fastgrad.manual_seed(7)
     first = F.dropout(x).numpy().copy()
-    np.random.seed(7)
+    fastgrad.manual_seed(7)
     assert np.array_equal(F.dropout(x).numpy(), first)
 
 

@@ -290,7 +290,7 @@ def classifier(lib, dtype):
 def test_classifier_training_follows_torchs_loss_curve(dtype, tol):
     """An MLP with LayerNorm, GELU and Dropout (in eval mode) trained 20 steps with SGD and
     momentum on a label-smoothed CrossEntropyLoss: torch's losses and weights."""
-    np.random.seed(0)
+    fastgrad.manual_seed(0)
     model = classifier(nn, getattr(fastgrad, dtype)).eval()
     tmodel = classifier(torch.nn, getattr(torch, dtype)).eval()
     copy_weights(model, tmodel)
@@ -320,7 +320,7 @@ def test_classifier_training_follows_torchs_loss_curve(dtype, tol):
 
 
 def test_binary_classifier_with_bce_with_logits_follows_torch():
-    np.random.seed(1)
+    fastgrad.manual_seed(1)
 
     def build(lib, float64):
         return lib.Sequential(lib.Linear(2, 8, dtype=float64), lib.SiLU(),

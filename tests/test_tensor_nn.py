@@ -24,7 +24,7 @@ def mlp(nin, nouts, activation=nn.ReLU):
 
 
 def test_linear_shapes_and_pytorch_default_init_bounds():
-    np.random.seed(0)
+    fastgrad.manual_seed(0)
     layer = nn.Linear(50, 7)
     assert layer.weight.shape == (7, 50) and layer.bias.shape == (7,)
     bound = 1 / np.sqrt(50)
@@ -122,7 +122,7 @@ def test_train_eval_propagates():
 
 
 def test_training_reduces_loss():
-    np.random.seed(1)
+    fastgrad.manual_seed(1)
     model = mlp(1, [16, 16, 1], activation=nn.Tanh)
     opt = fastgrad.optim.Adam(model.parameters(), lr=1e-2)
     x = np.linspace(-1, 1, 32)[:, None]

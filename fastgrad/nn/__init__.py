@@ -2,12 +2,13 @@
 
 ``Module`` is the one base class: PyTorch-style layers (``Linear``, ``Sequential``, ...) and
 micrograd's ``Neuron``, ``Layer``, ``MLP`` are all Modules. ``fastgrad.nn.functional`` holds
-the functions, ``fastgrad.nn.utils`` gradient clipping. One module per concern: module.py
+the functions, ``fastgrad.nn.init`` the initialisations, ``fastgrad.nn.utils`` gradient
+clipping. One module per concern: module.py
 (Module, Parameter), container.py, linear.py, flatten.py, activation.py, normalization.py,
 dropout.py, sparse.py (Embedding), loss.py, micrograd.py.
 """
 
-from fastgrad.nn import functional, utils
+from fastgrad.nn import functional, init, utils
 from fastgrad.nn.activation import (ELU, GELU, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU,
                                     ReLU6, SiLU, Sigmoid, Softmax, Softplus, Tanh)
 from fastgrad.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
@@ -32,5 +33,5 @@ __all__ = [
     "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
     "BCELoss", "BCEWithLogitsLoss",
-    "functional", "utils",
+    "functional", "init", "utils",
 ]

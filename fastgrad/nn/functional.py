@@ -32,7 +32,7 @@ import numpy as np
 from fastgrad._tensor import Tensor, binary_cross_entropy as _fused_bce, cat
 from fastgrad._tensor import cross_entropy as _fused_cross_entropy, linear as _fused_linear
 from fastgrad._tensor import mse_loss as _fused_mse, no_grad, where
-from fastgrad.nn._generator import numpy_generator
+from fastgrad._random import numpy_generator
 
 __all__ = [
     # activations
@@ -288,8 +288,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def dropout(input: Tensor, p: float = 0.5, training: bool = True,
             inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p), when
-    ``training``; otherwise (or with p = 0) the input itself. The mask is drawn from numpy's
-    global generator (``np.random.seed``).
+    ``training``; otherwise (or with p = 0) the input itself. The mask is drawn from the
+    default generator (``fastgrad.manual_seed``).
 
     >>> import fastgrad
     >>> x = fastgrad.tensor([1.0, 1.0, 1.0, 1.0])

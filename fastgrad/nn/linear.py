@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from fastgrad._tensor import Tensor, linear
-from fastgrad.nn._factory import factory_dtype, uniform_parameter
+from fastgrad.nn import init
+from fastgrad.nn._factory import empty_parameter, factory_dtype
 from fastgrad.nn.module import Module
 
 __all__ = ["Identity", "Linear"]
@@ -31,8 +32,8 @@ class Identity(Module):
 class Linear(Module):
     """``y = x @ weight.T + bias`` with weight (out_features, in_features). PyTorch's default
     initialisation: weight and bias from U(-1/sqrt(in_features), 1/sqrt(in_features)) (the
-    weight's ``kaiming_uniform_(a=sqrt(5))``), drawn from numpy's global generator (seed it
-    with ``np.random.seed``); dtype ``fastgrad.get_default_dtype()`` unless given.
+    weight's ``init.kaiming_uniform_(a=sqrt(5))``), drawn from the default generator (seed it
+    with ``fastgrad.manual_seed``); dtype ``fastgrad.get_default_dtype()`` unless given.
 
     >>> import fastgrad
     >>> lin = Linear(3, 2)
@@ -50,12 +51,19 @@ class Linear(Module):
         self.in_features = in_features
         self.out_features = out_features
         np_dtype = factory_dtype(dtype, device)
-        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = uniform_parameter((out_features, in_features), bound, np_dtype)
+        self.weight = empty_parameter((out_features, in_features), np_dtype)
         if bias:
-            self.bias = uniform_parameter((out_features,), bound, np_dtype)
+            self.bias = empty_parameter((out_features,), np_dtype)
         else:
             self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's initialisation (in its order: the weight, then the bias)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: Tensor) -> Tensor:
         """``input @ weight.T + bias`` as one tape node."""

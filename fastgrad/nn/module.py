@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fastgrad._device import check_device, device as device_type
 from fastgrad._tensor import Tensor, no_grad
 from fastgrad._tensor.dtype import default_numpy_dtype, to_dtype
 from fastgrad.engine import Value
@@ -585,23 +586,10 @@ def _parse_to(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     for arg in args:
         if isinstance(arg, Tensor):
             dtype = arg.dtype
-        elif isinstance(arg, (str, int)) or hasattr(arg, "type") and hasattr(arg, "index"):
+        elif isinstance(arg, (str, int, device_type)):
             device = arg
         else:
             dtype = arg
     if device is not None:
         check_device(device)
     return None if dtype is None else to_dtype(dtype)
-
-
-def check_device(device: Any) -> None:
-    """RuntimeError unless ``device`` names the CPU (a str such as 'cpu' or 'cpu:0', or a
-    device object), the one device fastgrad has."""
-    name = str(device if not hasattr(device, "type") else device.type)
-    kind = name.split(":", 1)[0]
-    if kind == "cpu" and not isinstance(device, int):
-        return
-    if kind in ("cuda", "mps", "xpu", "meta") or isinstance(device, int):
-        raise RuntimeError(f"fastgrad runs on the CPU only; device {device!r} is not available")
-    raise RuntimeError(f"Expected one of cpu, cuda, mps, xpu, meta device type at start of "
-                       f"device string: {name}")

@@ -6,16 +6,17 @@ from typing import Any
 
 from fastgrad._tensor import Tensor
 from fastgrad.nn import functional as F
-from fastgrad.nn._factory import factory_dtype, normal_parameter
+from fastgrad.nn import init
+from fastgrad.nn._factory import empty_parameter, factory_dtype
 from fastgrad.nn.module import Module, Parameter
 
 __all__ = ["Embedding"]
 
 
 class Embedding(Module):
-    """Rows of ``weight`` (num_embeddings, embedding_dim), initialised from N(0, 1) (numpy's
-    global generator); the ``padding_idx`` row starts at zero and is never updated by
-    gradients.
+    """Rows of ``weight`` (num_embeddings, embedding_dim), initialised from N(0, 1) (the default
+    generator: ``fastgrad.manual_seed``); the ``padding_idx`` row starts at zero and is never
+    updated by gradients.
 
     >>> import fastgrad
     >>> emb = Embedding(10, 3, padding_idx=0)
@@ -49,15 +50,20 @@ class Embedding(Module):
         self.scale_grad_by_freq = scale_grad_by_freq
         self.sparse = sparse
         if _weight is None:
-            self.weight = normal_parameter((num_embeddings, embedding_dim),
-                                           factory_dtype(dtype, device))
-            if padding_idx is not None:
-                self.weight.numpy()[padding_idx] = 0  # a new leaf, in no graph yet
+            self.weight = empty_parameter((num_embeddings, embedding_dim),
+                                          factory_dtype(dtype, device))
+            self.reset_parameters()
         else:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
                 raise AssertionError("Shape of weight does not match num_embeddings and "
                                      "embedding_dim")
             self.weight = Parameter(_weight, requires_grad=not _freeze)
+
+    def reset_parameters(self) -> None:
+        """N(0, 1), then the padding row zero."""
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.numpy()[self.padding_idx] = 0  # as nn.init does: outside the graph
 
     @classmethod
     def from_pretrained(cls, embeddings: Tensor, freeze: bool = True,
