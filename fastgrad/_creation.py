@@ -19,7 +19,7 @@ import math
 import numbers
 import operator
 import warnings
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -109,7 +109,9 @@ def _number(x: Any, name: str, arg: str) -> int | float | bool:
     if not isinstance(x, numbers.Real):
         raise TypeError(f"{name}(): argument '{arg}' must be a real number, "
                         f"not {type(x).__name__}")
-    return x
+    # typed as the Python numbers that reach here; any other numbers.Real (a Fraction) passes
+    # through unchanged, as numpy accepts it too
+    return cast("int | float | bool", x)
 
 
 def _like(input: Any, dtype: Any, name: str) -> np.dtype:

@@ -35,8 +35,10 @@ class device:
     """
 
     __slots__ = ("_type", "_index")
+    _type: str
+    _index: int | None
 
-    def __init__(self, type: Union[str, "device"], index: int | None = None) -> None:
+    def __init__(self, type: Union[str, int, "device"], index: int | None = None) -> None:
         if isinstance(type, device):
             if index is not None:
                 raise TypeError("device(): an index cannot be given with a device object")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import SupportsIndex, cast
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _seed_value(seed: object) -> int:
     wrap around, as in PyTorch)."""
     if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
         raise RuntimeError(f"manual_seed expected a long, but got {type(seed).__name__}")
-    value = seed.__index__()
+    value = cast(SupportsIndex, seed).__index__()     # (checked above)
     if not -(1 << 63) <= value < _U64:
         raise ValueError("Overflow when unpacking long long")
     return value % _U64
@@ -188,6 +189,7 @@ def draw_uniform(generator: Generator | None, shape: tuple[int, ...], dtype: np.
     """
     dtype = np.dtype(dtype)
     rng = numpy_generator(generator)
+    u: np.ndarray
     if dtype == np.float16:
         # whole multiples of 2**-11 in [0, 1): a float32 draw rounded to float16 could be 1.0
         u = (rng.integers(0, 1 << 11, size=shape) * (1.0 / (1 << 11))).astype(np.float16)

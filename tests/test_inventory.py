@@ -163,3 +163,26 @@ def _op_spellings(built):
     aliases = {"getitem": "index", "concatenate": "concat", "mse_loss": "mse",
                "binary_cross_entropy": "bce"}
     return {aliases.get(name, name) for name in built}
+
+
+def test_the_functions_stub_declares_each_top_level_function():
+    """fastgrad/_tensor/functions.py makes most of torch's function names in a loop, which type
+    checkers cannot follow; its stub declares them one by one (stubtest checks the compiled
+    modules' stubs only, so this keeps that one complete)."""
+    import ast
+
+    from fastgrad._tensor import functions
+    stub = ast.parse(read("_tensor", "functions.pyi"))
+    declared, listed = set(), None
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            declared.add(node.name)
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "__all__":
+                listed = ast.literal_eval(node.value)
+            else:
+                declared.add(node.targets[0].id)
+        elif isinstance(node, ast.ImportFrom):   # re-exports are spelled `import x as x`
+            declared.update(a.name for a in node.names if a.asname == a.name)
+    assert listed == functions.__all__, "functions.pyi __all__ vs functions.py"
+    assert declared == set(functions.__all__), "functions.pyi declarations vs functions.__all__"

@@ -27,13 +27,13 @@ class dtype:
         self.itemsize = self.dtype.itemsize
 
     @property
-    def is_complex(self) -> bool:
+    def is_complex(self) -> builtins.bool:
         return False
 
     def __repr__(self) -> str:
         return f"fastgrad.{self.name}"
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other) -> builtins.bool:
         if isinstance(other, dtype):
             return self.dtype == other.dtype
         try:
@@ -41,7 +41,7 @@ class dtype:
         except TypeError:
             return NotImplemented
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> builtins.int:
         return hash(self.dtype)
 
     def __reduce__(self):

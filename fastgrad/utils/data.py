@@ -25,7 +25,7 @@ import itertools
 import math
 import operator
 import warnings
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, Sized, TypeVar, cast
 
 import numpy as np
 
@@ -111,7 +111,10 @@ class ConcatDataset(Dataset[T_co]):
         for d in self.datasets:
             if isinstance(d, IterableDataset):
                 raise AssertionError("ConcatDataset does not support IterableDataset")
-        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+        # map-style datasets have a length (Dataset itself does not declare __len__, as in
+        # PyTorch)
+        self.cumulative_sizes = list(itertools.accumulate(len(cast(Sized, d))
+                                                          for d in self.datasets))
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]
@@ -336,7 +339,8 @@ def default_collate(batch: Sequence[Any]) -> Any:
             clone.update(merged)
             return clone
         try:
-            return type(elem)(merged)
+            # a concrete mapping type (abc.Mapping's own constructor takes no arguments)
+            return cast(Any, type(elem))(merged)
         except TypeError:
             return merged
     if _is_namedtuple(elem):
@@ -349,7 +353,7 @@ def default_collate(batch: Sequence[Any]) -> Any:
         if isinstance(elem, tuple):
             return fields
         try:
-            return type(elem)(fields)
+            return cast(Any, type(elem))(fields)
         except TypeError:
             return fields
     raise TypeError(_COLLATE_ERROR.format(type(elem)))
@@ -374,7 +378,7 @@ def default_convert(data: Any) -> Any:
             clone.update(merged)
             return clone
         try:
-            return type(data)(merged)
+            return cast(Any, type(data))(merged)
         except TypeError:
             return merged
     if _is_namedtuple(data):
@@ -383,7 +387,7 @@ def default_convert(data: Any) -> Any:
         return [default_convert(d) for d in data]
     if isinstance(data, abc.Sequence):
         try:
-            return type(data)([default_convert(d) for d in data])
+            return cast(Any, type(data))([default_convert(d) for d in data])
         except TypeError:
             return [default_convert(d) for d in data]
     return data
@@ -482,7 +486,8 @@ class DataLoader(Generic[T_co]):
         self.in_order = in_order
         if collate_fn is None:
             collate_fn = default_collate if batch_sampler is not None else default_convert
-        self.collate_fn = collate_fn
+        # called with a batch (a list of samples), or with each sample when batching is off
+        self.collate_fn: Callable[[Any], Any] = collate_fn
         self._iterable = iterable
 
     @property
@@ -512,9 +517,10 @@ class DataLoader(Generic[T_co]):
             for sample in it:
                 yield self.collate_fn(sample)
             return
+        batch_size = cast(int, self.batch_size)     # auto-collation: a batch size is set
         while True:
-            samples = list(itertools.islice(it, self.batch_size))
-            if not samples or (self.drop_last and len(samples) < self.batch_size):
+            samples = list(itertools.islice(it, batch_size))
+            if not samples or (self.drop_last and len(samples) < batch_size):
                 return
             yield self.collate_fn(samples)
 
