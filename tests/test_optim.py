@@ -49,7 +49,7 @@ def _mlp_losses(make_opt, steps, seed=0):
     model = fastgrad.nn.Sequential(fastgrad.nn.Linear(3, 8), fastgrad.nn.Tanh(), fastgrad.nn.Linear(8, 8),
                                    fastgrad.nn.Tanh(), fastgrad.nn.Linear(8, 2))
     x, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
-    init = model.state_dict()
+    init = {k: v.numpy().copy() for k, v in model.state_dict().items()}   # a snapshot
     opt = make_opt(model.parameters())
     losses = []
     for _ in range(steps):

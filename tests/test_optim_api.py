@@ -397,12 +397,13 @@ def test_training_script_matches_pytorch():
                                    fastgrad.nn.Linear(16, 3))
     tmodel = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(),
                                  torch.nn.Linear(16, 3)).double()
-    tmodel.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    tmodel.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
     ours = _train(fastgrad, model, X, y)
     ref = _train(torch, tmodel, X, y)
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-14)
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(v, tmodel.state_dict()[k].numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(v.numpy(), tmodel.state_dict()[k].numpy(), rtol=1e-12,
+                                   atol=1e-14)
     assert ours[-1][0] < ours[0][0]
 
 

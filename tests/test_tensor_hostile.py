@@ -210,7 +210,7 @@ def test_cross_entropy_targets_changed_after_the_forward_never_crash():
 @pytest.mark.parametrize("targets", [[0, 3], [-1, 0], [0, 2 ** 63], np.array([0, 2 ** 64 - 1], dtype=np.uint64)])
 def test_cross_entropy_refuses_targets_out_of_range(targets):
     x = Tensor(np.zeros((2, 3)), requires_grad=True)
-    with pytest.raises((ValueError, OverflowError, TypeError)):
+    with pytest.raises((ValueError, OverflowError, TypeError, IndexError, RuntimeError)):
         F.cross_entropy(x, np.asarray(targets))
 
 
