@@ -22,13 +22,14 @@ What the harness does, exactly:
      module): the torch run records each result; the fastgrad run calls fastgrad's real
      function with the same arguments (so dtype, shape, ``requires_grad`` and argument checking
      are fastgrad's own) and then overwrites the values with the recorded ones, in order,
-     checking that the function name, shape and dtype match. Calls from library code (e.g.
-     inside ``nn.Linear``'s initialisation) are neither recorded nor replayed.
-   - *Shuffled DataLoaders*: the torch run wraps each ``DataLoader``'s ``RandomSampler`` and
-     records the index order of every epoch; in the fastgrad run, a ``randperm`` call made from
-     inside ``fastgrad.utils.data`` returns the next recorded epoch order instead (so fastgrad's
-     DataLoader must draw its permutation through ``fastgrad.randperm``; if it does not, the
-     replay reports unused epoch orders and fails).
+     checking that the function name, shape and dtype match. Only calls made directly from a
+     line of the script count; calls from library code (``nn.Linear``'s initialisation, a
+     sampler) are neither recorded nor replayed.
+   - *Shuffled DataLoaders*: ``DataLoader`` (the name the script imports) is replaced by a
+     subclass that puts a hook between its ``BatchSampler`` and its ``RandomSampler``. In the
+     torch run the hook records each epoch's index order; in the fastgrad run it lets
+     fastgrad's RandomSampler draw its own order, checks that it permutes the same indices,
+     and yields the torch run's order instead.
    - *Optimizers*: every optimizer class in ``torch.optim`` / ``fastgrad.optim`` is replaced by
      a subclass whose constructor first takes the parameters it was given: the torch run saves
      their values, the fastgrad run copies the saved values into its parameters (same count,
@@ -38,8 +39,10 @@ What the harness does, exactly:
    At the end of the fastgrad run every recorded draw, epoch order and parameter snapshot must
    have been used exactly once.
 
-Nothing else is changed or synchronised: data loading, forward, loss, backward and the
-optimizer's arithmetic are each library's own.
+Nothing else is changed or synchronised: batching and collation, forward, loss, backward and
+the optimizer's arithmetic are each library's own. The harness relies on PyTorch's public
+names that fastgrad shares (``DataLoader.sampler``/``batch_sampler``, ``BatchSampler.sampler``,
+``RandomSampler``, ``optim.Optimizer``, ``from_numpy``, ``no_grad``, ``Tensor.copy_``).
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ import numpy as np
 
 RANDOM_FUNCTIONS = ("randn", "rand", "randint", "randperm", "normal", "multinomial",
                     "rand_like", "randn_like", "randint_like", "bernoulli")
-DATA_MODULES = ("torch.utils.data", "fastgrad.utils.data")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -134,18 +136,10 @@ def changed_lines(original: str, rewritten: str) -> list[tuple[int, str, str]]:
 # ----------------------------------------------------------------------------- patching
 
 
-def _classify_caller(frame: FrameType | None, script: str) -> str:
-    """Who called a patched random function: "script" (a line of the script), "data" (the
-    data-loading package, on behalf of the script) or "library" (anything else)."""
-    if frame is not None and os.path.abspath(frame.f_code.co_filename) == script:
-        return "script"
-    while frame is not None:
-        if os.path.abspath(frame.f_code.co_filename) == script:
-            return "library"
-        if str(frame.f_globals.get("__name__", "")).startswith(DATA_MODULES):
-            return "data"
-        frame = frame.f_back
-    return "library"
+def _called_by_script(frame: FrameType | None, script: str) -> bool:
+    """Whether a patched random function was called from a line of the script itself (not
+    from library code such as a module's initialisation or a DataLoader's sampler)."""
+    return frame is not None and os.path.abspath(frame.f_code.co_filename) == script
 
 
 def _patch_everywhere(package: str, original: Any, replacement: Any) -> None:
@@ -234,17 +228,19 @@ class _Patcher:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if self.depth:
                 return original(*args, **kwargs)
-            who = _classify_caller(sys._getframe(1), self.script)
+            if not _called_by_script(sys._getframe(1), self.script):
+                return original(*args, **kwargs)
             self.depth += 1
             try:
-                return self.draw(name, who, original(*args, **kwargs))
+                return self.draw(name, original(*args, **kwargs))
             finally:
                 self.depth -= 1
         wrapper.__name__ = name
         wrapper.__doc__ = original.__doc__
         return wrapper
 
-    def draw(self, name: str, who: str, out: Any) -> Any:
+    def draw(self, name: str, out: Any) -> Any:
+        """Record or replace the result of the script's call of a random function."""
         raise NotImplementedError
 
 
@@ -255,43 +251,20 @@ class _TorchRecorder(_Patcher):
         super().__init__(torch, script, everywhere=False)
         self.rec = rec
 
-    def draw(self, name: str, who: str, out: Any) -> Any:
-        if who == "script":
-            self.rec.draws.append((name, out.detach().numpy().copy()))
+    def draw(self, name: str, out: Any) -> Any:
+        self.rec.draws.append((name, out.detach().numpy().copy()))
         return out
 
     def install(self) -> None:
         import torch
         import torch.utils.data
-        from torch.utils.data import RandomSampler
         super().install()
         rec = self.rec
 
-        class EpochRecorder:
-            """Yields what the sampler yields; records each epoch's whole order first."""
-
-            def __init__(self, sampler: Any) -> None:
-                self.sampler = sampler
-
-            def __len__(self) -> int:
-                return len(self.sampler)
-
-            def __iter__(self) -> Iterator[int]:
-                order = list(self.sampler)
-                rec.epochs.append(np.array(order, dtype=np.int64))
-                return iter(order)
-
-        base_loader = torch.utils.data.DataLoader
-
-        class DataLoader(base_loader):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                if isinstance(self.sampler, RandomSampler):
-                    if self.batch_sampler is None:
-                        raise NotImplementedError("harness: shuffle with batch_size=None")
-                    self.batch_sampler.sampler = EpochRecorder(self.batch_sampler.sampler)
-
-        torch.utils.data.DataLoader = DataLoader  # what `from torch.utils.data import` finds
+        def record_epoch(order: list[int]) -> list[int]:
+            rec.epochs.append(np.array(order, dtype=np.int64))
+            return order
+        _replace_data_loader(torch.utils.data, record_epoch)
         _replace_optimizers(torch.optim, lambda ps: rec.optimizers.append(
             [p.detach().numpy().copy() for p in ps]))
 
@@ -314,27 +287,33 @@ class _FastgradReplayer(_Patcher):
         with fastgrad.no_grad():
             tensor.copy_(fastgrad.from_numpy(values.copy()))
 
-    def draw(self, name: str, who: str, out: Any) -> Any:
-        if who == "script":
-            if not self.draws:
-                raise AssertionError(f"harness: the script drew {name} more often under "
-                                     "fastgrad than under torch")
-            want, values = self.draws.pop(0)
-            if want != name:
-                raise AssertionError(f"harness: the script called {name} where torch's run "
-                                     f"called {want}")
-            self._overwrite(out, values, f"{name}'s result")
-        elif who == "data" and name == "randperm":
-            if not self.epochs:
-                raise AssertionError("harness: fastgrad's DataLoader shuffled more often than "
-                                     "torch's")
-            self._overwrite(out, self.epochs.pop(0), "a DataLoader's permutation")
+    def draw(self, name: str, out: Any) -> Any:
+        if not self.draws:
+            raise AssertionError(f"harness: the script drew {name} more often under "
+                                 "fastgrad than under torch")
+        want, values = self.draws.pop(0)
+        if want != name:
+            raise AssertionError(f"harness: the script called {name} where torch's run "
+                                 f"called {want}")
+        self._overwrite(out, values, f"{name}'s result")
         return out
+
+    def next_epoch(self, order: list[int]) -> list[int]:
+        """The torch run's next epoch order, in place of fastgrad's own order."""
+        if not self.epochs:
+            raise AssertionError("harness: fastgrad's DataLoaders started more shuffled "
+                                 "epochs than torch's")
+        want = self.epochs.pop(0)
+        if sorted(order) != sorted(want.tolist()):
+            raise AssertionError("harness: fastgrad's RandomSampler shuffled other indices "
+                                 f"({len(order)}) than torch's ({len(want)})")
+        return want.tolist()
 
     def install(self) -> None:
         import fastgrad.optim
-        import fastgrad.utils.data  # noqa: F401  (its module-level names get patched too)
+        import fastgrad.utils.data
         super().install()
+        _replace_data_loader(fastgrad.utils.data, self.next_epoch)
 
         def restore(params: list[Any]) -> None:
             if not self.optimizers:
@@ -352,9 +331,41 @@ class _FastgradReplayer(_Patcher):
                 "optimizers": len(self.optimizers)}
         unused = {k: v for k, v in left.items() if v}
         if unused:
-            raise AssertionError(f"harness: recorded but never replayed under fastgrad: {unused}"
-                                 + (" (does fastgrad's DataLoader shuffle through "
-                                    "fastgrad.randperm?)" if unused.get("epoch orders") else ""))
+            raise AssertionError(f"harness: recorded but never replayed under fastgrad: {unused}")
+
+
+class _EpochHook:
+    """Stands in for a DataLoader's RandomSampler: draws the sampler's whole order for an
+    epoch, lets on_epoch see it (and replace it), then yields it."""
+
+    def __init__(self, sampler: Any, on_epoch: Callable[[list[int]], list[int]]) -> None:
+        self.sampler, self.on_epoch = sampler, on_epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.on_epoch(list(self.sampler)))
+
+
+def _replace_data_loader(data: ModuleType,
+                         on_epoch: Callable[[list[int]], list[int]]) -> None:
+    """Swap ``data.DataLoader`` (the name a script imports) for a subclass whose shuffled
+    batches go through on_epoch. Uses PyTorch's public attributes: ``loader.sampler``,
+    ``loader.batch_sampler`` and ``batch_sampler.sampler``."""
+    base = data.DataLoader
+
+    class DataLoader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if isinstance(self.sampler, data.RandomSampler):
+                if self.batch_sampler is None:
+                    raise NotImplementedError("harness: shuffle with batch_size=None")
+                self.batch_sampler.sampler = _EpochHook(self.batch_sampler.sampler, on_epoch)
+
+    DataLoader.__qualname__ = base.__qualname__
+    DataLoader.__module__ = base.__module__
+    data.DataLoader = DataLoader
 
 
 def _replace_optimizers(optim: ModuleType, on_params: Callable[[list[Any]], None]) -> None:
