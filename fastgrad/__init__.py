@@ -16,12 +16,27 @@
 [2.0, 4.0]
 """
 
-from fastgrad import autograd, nn, optim
-from fastgrad._tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack, tensor
+from fastgrad import autograd, cuda, nn, optim, utils
+from fastgrad._creation import (arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy,
+                                full, full_like, linspace, multinomial, normal, ones, ones_like,
+                                rand, rand_like, randint, randint_like, randn, randn_like,
+                                randperm, tensor, zeros, zeros_like)
+from fastgrad._device import device
+from fastgrad._random import (Generator, default_generator, get_rng_state, initial_seed,
+                              manual_seed, seed, set_rng_state)
+from fastgrad._tensor import Tensor, cat, concatenate, is_grad_enabled, no_grad, stack
 from fastgrad._version import __version__
 from fastgrad.engine import Value, record
 from fastgrad.serialization import load, save
 from fastgrad.viz import draw_dot
 
 __all__ = ["__version__", "Value", "record", "Tensor", "tensor", "no_grad", "is_grad_enabled",
-           "cat", "concatenate", "stack", "save", "load", "nn", "optim", "autograd", "draw_dot"]
+           "cat", "concatenate", "stack", "save", "load", "nn", "optim", "autograd", "draw_dot",
+           # creation and randomness (fastgrad/_creation.py, fastgrad/_random.py)
+           "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like",
+           "ones_like", "empty_like", "full_like", "arange", "linspace", "eye", "rand", "randn",
+           "rand_like", "randn_like", "randint", "randint_like", "randperm", "normal",
+           "bernoulli", "multinomial", "Generator", "default_generator", "manual_seed", "seed",
+           "initial_seed", "get_rng_state", "set_rng_state",
+           # devices and data (fastgrad/_device.py, fastgrad/cuda.py, fastgrad/utils/)
+           "device", "cuda", "utils"]
