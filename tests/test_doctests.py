@@ -43,7 +43,7 @@ def test_module_docstring_examples(name):
 
 def test_every_public_module_has_examples():
     """The modules a user reads have runnable examples (private helpers need not)."""
-    for name in ["fastgrad", "fastgrad.engine", "fastgrad.nn.module", "fastgrad.nn.layers",
+    for name in ["fastgrad", "fastgrad.engine", "fastgrad.nn.module", "fastgrad.nn.linear",
                  "fastgrad.nn.micrograd", "fastgrad.nn.functional", "fastgrad.optim.sgd",
                  "fastgrad.optim.adam", "fastgrad.optim.rmsprop",
                  "fastgrad.optim.adagrad", "fastgrad.optim.lr_scheduler",

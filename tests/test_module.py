@@ -63,7 +63,7 @@ def test_a_pytorch_style_training_loop(cls):
 def test_follows_pytorchs_loss_curve_from_the_same_weights():
     torch = pytest.importorskip("torch")
     np.random.seed(1)
-    net = TwoLayer(3, 8, 1)
+    net = TwoLayer(3, 8, 1).double()   # float32 by default, as PyTorch's layers
 
     class TorchTwoLayer(torch.nn.Module):
         def __init__(self):
@@ -77,7 +77,7 @@ def test_follows_pytorchs_loss_curve_from_the_same_weights():
     tnet = TorchTwoLayer()
     # the same keys, and the same weights loaded through them
     assert list(net.state_dict()) == list(tnet.state_dict())
-    tnet.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
+    tnet.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in net.state_dict().items()})
     opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     topt = torch.optim.SGD(tnet.parameters(), lr=0.05, momentum=0.9)
     x, y = regression_data(1)

@@ -16,13 +16,14 @@ Registered parameters and submodules are also ordinary instance attributes, so r
 
 from __future__ import annotations
 
-from collections import namedtuple
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from fastgrad._tensor import Tensor
+from fastgrad._tensor import Tensor, no_grad
+from fastgrad._tensor.dtype import default_numpy_dtype, to_dtype
 from fastgrad.engine import Value
 
 __all__ = ["Module", "Parameter"]
@@ -31,20 +32,24 @@ __all__ = ["Module", "Parameter"]
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable when assigned to one of its attributes
     (``torch.nn.Parameter``); ``requires_grad`` is True unless said otherwise. It shares the
-    array of the Tensor (or array) it is made from.
+    memory of the Tensor (or array) it is made from; with no data it is an empty tensor of the
+    default dtype.
 
-    >>> t = Tensor([1.0, 2.0])
-    >>> p = Parameter(t)
-    >>> p.requires_grad, p.shape, p.data is t.data
+    >>> import numpy as np
+    >>> a = np.array([1.0, 2.0])
+    >>> p = Parameter(Tensor(a))
+    >>> p.requires_grad, p.shape, np.shares_memory(p.numpy(), a)
     (True, (2,), True)
     """
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
-        super().__init__(0.0, requires_grad=requires_grad)
+        super().__init__(0.0)
         if data is None:
-            data = np.empty(0)
-        # assigning .data keeps a float array as it is (Tensor() would copy it)
+            data = np.empty(0, dtype=default_numpy_dtype())
+        # assigning .data shares the memory of data (Tensor() would copy a list's values)
         self.data = data.data if isinstance(data, Tensor) else data
+        # after the data: the core refuses requires_grad on an integer tensor, as PyTorch does
+        self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -326,13 +331,17 @@ class Module:
     # -- training --------------------------------------------------------------------------------
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset every parameter's gradient: None for a Tensor (zeros without
+        """Reset every parameter's gradient: None for a Tensor (zeroed in place without
         ``set_to_none``), 0 for a Value (micrograd's ``p.grad = 0``)."""
         for p in self.parameters():
             if type(p) is Value:  # checked first: cheap, and what micrograd's models hold
                 p.grad = 0
             elif isinstance(p, Tensor):
-                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.data)
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad = p.grad.detach()  # PyTorch cuts a gradient's graph before zeroing
+                    p.grad.zero_()
             else:
                 p.grad = 0
 
@@ -354,7 +363,89 @@ class Module:
         """Switch gradient recording of every Tensor parameter on or off; returns the module."""
         for p in self.parameters():
             if isinstance(p, Tensor):
-                p.requires_grad = requires_grad
+                p.requires_grad_(requires_grad)
+        return self
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every submodule (children first) and then on this module, as
+        PyTorch does (e.g. to initialise weights); returns the module.
+
+        >>> from fastgrad import nn
+        >>> seen = []
+        >>> _ = nn.Sequential(nn.Linear(1, 1), nn.ReLU()).apply(lambda m: seen.append(type(m).__name__))
+        >>> seen
+        ['Linear', 'ReLU', 'Sequential']
+        """
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at a dotted path ('' is this module); AttributeError if there is none."""
+        module: Module = self
+        for item in target.split(".") if target else []:
+            child = getattr(module, "_modules", {}).get(item)
+            if not isinstance(child, Module):
+                raise AttributeError(f"{type(module).__name__} has no attribute `{item}`")
+            module = child
+        return module
+
+    # -- dtype and device ------------------------------------------------------------------------
+
+    def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
+        """Apply ``fn`` to every Tensor parameter (in place: the Parameter object and its place
+        in optimizers stay, its ``.data`` changes), its gradient, and every buffer, in this
+        module and below."""
+        for module in self.modules():
+            for p in getattr(module, "_parameters", {}).values():
+                if not isinstance(p, Tensor):
+                    continue
+                with no_grad():
+                    p.data = fn(p.data)
+                    if p.grad is not None:
+                        p.grad = fn(p.grad)
+            buffers = getattr(module, "_buffers", {})
+            for name, b in list(buffers.items()):
+                if b is not None:
+                    new = fn(b)
+                    buffers[name] = new
+                    object.__setattr__(module, name, new)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Move to a device (only 'cpu' exists: anything else raises RuntimeError) and/or cast
+        floating-point parameters and buffers to a floating dtype: ``to(dtype)``,
+        ``to(device)``, ``to(device, dtype)``, ``to(tensor)``, ``to(device=..., dtype=...)``.
+        Returns the module.
+
+        >>> import fastgrad
+        >>> from fastgrad import nn
+        >>> nn.Linear(2, 1).to(fastgrad.float64).weight.dtype == fastgrad.float64
+        True
+        """
+        dtype = _parse_to(args, kwargs)
+        if dtype is None:
+            return self
+        if not dtype.is_floating_point:
+            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but "
+                            f"got desired dtype={dtype}")
+        return self._apply(lambda t: t.to(dtype) if _is_floating(t) else t)
+
+    def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32."""
+        return self._apply(lambda t: t.float() if _is_floating(t) else t)
+
+    def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64."""
+        return self._apply(lambda t: t.double() if _is_floating(t) else t)
+
+    def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16."""
+        return self._apply(lambda t: t.half() if _is_floating(t) else t)
+
+    def cpu(self) -> Module:
+        """Everything is on the CPU already: returns the module."""
         return self
 
     # -- saving ----------------------------------------------------------------------------------
@@ -372,35 +463,71 @@ class Module:
         for name, child in self._child_items():
             yield from child._state_items(dot + name)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Parameter and persistent buffer name -> a copy of its value: a numpy array for a
-        Tensor (save with ``np.savez(path, **sd)``), a float for a Value."""
-        return {key: np.array(x.data, copy=True) if isinstance(x, Tensor) else x.data
-                for key, x in self._state_items()}
+    def state_dict(self, *, destination: Any = None, prefix: str = "",
+                   keep_vars: bool = False) -> Any:
+        """An OrderedDict of parameter and persistent buffer names (PyTorch's: ``0.weight``,
+        ``bn.running_mean``) -> values: Tensors detached from the graph that share the
+        parameters' memory (the parameters themselves with ``keep_vars``), floats for Values.
+        Copy it (``copy.deepcopy``, or ``v.clone()`` per entry) to keep a snapshot.
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
-        """Copy values (arrays or Tensors, e.g. ``dict(np.load(path))``) into the parameters and
-        buffers, in place. With ``strict``, missing or unexpected keys raise RuntimeError;
-        returns ``(missing_keys, unexpected_keys)``."""
+        >>> from fastgrad import nn
+        >>> list(nn.Sequential(nn.Linear(2, 1)).state_dict())
+        ['0.weight', '0.bias']
+        """
+        if destination is None:
+            destination = OrderedDict()
+        for key, x in self._state_items(prefix[:-1] if prefix.endswith(".") else prefix):
+            if isinstance(x, Tensor):
+                destination[key] = x if keep_vars else x.detach()
+            else:
+                destination[key] = x.data  # a Value's number
+        return destination
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> Any:
+        """Copy values (Tensors or arrays, e.g. from ``fastgrad.load``) into the parameters and
+        buffers, in place, as PyTorch does. With ``strict``, missing or unexpected keys raise
+        RuntimeError; a shape mismatch always does. Returns the named tuple
+        ``(missing_keys, unexpected_keys)``. ``assign`` is not supported (False only)."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        if assign:
+            raise NotImplementedError("load_state_dict(assign=True) is not supported")
         targets = dict(self._state_items())
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
-        if strict and (missing or unexpected):
-            raise RuntimeError(
-                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
-                f"{missing}, unexpected keys {unexpected}")
+        errors = []
+        if strict:  # PyTorch's order: missing, unexpected, then size mismatches
+            if missing:
+                errors.append("Missing key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in missing) + ". ")
+            if unexpected:
+                errors.append("Unexpected key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+        copies = []
         for name, target in targets.items():
             if name not in state_dict:
                 continue
-            value = np.asarray(state_dict[name])
+            value = state_dict[name]
             if not isinstance(target, Tensor):  # a Value
-                target.data = float(value)
+                copies.append((target, float(value)))
                 continue
-            if value.shape != target.shape:
-                raise RuntimeError(f"size mismatch for {name}: copying a param with shape "
-                                   f"{value.shape} from checkpoint, the shape in current model "
-                                   f"is {target.shape}")
-            np.copyto(target.data, value, casting="same_kind")
+            source = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+            if tuple(source.shape) != tuple(target.shape):
+                errors.append(f"size mismatch for {name}: copying a param with shape "
+                              f"{tuple(source.shape)} from checkpoint, the shape in current "
+                              f"model is {tuple(target.shape)}.")
+                continue
+            copies.append((target, source))
+        if errors:  # nothing is copied when something is wrong
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                               + "\n\t".join(errors))
+        with no_grad():
+            for target, source in copies:
+                if isinstance(target, Tensor):
+                    target.copy_(source)
+                else:
+                    target.data = source
         return IncompatibleKeys(missing, unexpected)
 
     # -- showing ---------------------------------------------------------------------------------
@@ -437,3 +564,43 @@ def _numbered(prefix: str, items: Any) -> Iterator[tuple[str, Any]]:
     dot = prefix + "." if prefix else ""
     for i, item in enumerate(items):
         yield f"{dot}{i}", item
+
+
+def _is_floating(t: Tensor) -> bool:
+    return np.dtype(t.dtype).kind == "f"
+
+
+def _parse_to(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The dtype asked for by Module.to's arguments (None for none); checks the device."""
+    kwargs = dict(kwargs)
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most 2 positional arguments ({len(args)} given)")
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif isinstance(arg, (str, int)) or hasattr(arg, "type") and hasattr(arg, "index"):
+            device = arg
+        else:
+            dtype = arg
+    if device is not None:
+        check_device(device)
+    return None if dtype is None else to_dtype(dtype)
+
+
+def check_device(device: Any) -> None:
+    """RuntimeError unless ``device`` names the CPU (a str such as 'cpu' or 'cpu:0', or a
+    device object), the one device fastgrad has."""
+    name = str(device if not hasattr(device, "type") else device.type)
+    kind = name.split(":", 1)[0]
+    if kind == "cpu" and not isinstance(device, int):
+        return
+    if kind in ("cuda", "mps", "xpu", "meta") or isinstance(device, int):
+        raise RuntimeError(f"fastgrad runs on the CPU only; device {device!r} is not available")
+    raise RuntimeError(f"Expected one of cpu, cuda, mps, xpu, meta device type at start of "
+                       f"device string: {name}")
