@@ -37,7 +37,9 @@ What the harness does, exactly:
      so modules' random initialisation is overwritten before the first step.
 
    At the end of the fastgrad run every recorded draw, epoch order and parameter snapshot must
-   have been used exactly once.
+   have been used exactly once. The same replay into torch itself, with every seed the script
+   sets shifted (``replay-torch``), must give the recorded losses bit for bit: the check that
+   the replay covers all of a script's randomness.
 
 Nothing else is changed or synchronised: batching and collation, forward, loss, backward and
 the optimizer's arithmetic are each library's own. The harness relies on PyTorch's public
@@ -47,6 +49,7 @@ names that fastgrad shares (``DataLoader.sampler``/``batch_sampler``, ``BatchSam
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -269,28 +272,31 @@ class _TorchRecorder(_Patcher):
             [p.detach().numpy().copy() for p in ps]))
 
 
-class _FastgradReplayer(_Patcher):
-    def __init__(self, script: str, rec: Recording) -> None:
-        import fastgrad
-        super().__init__(fastgrad, script, everywhere=True)
+class _Replayer(_Patcher):
+    """Replays a torch run's recording into fastgrad (or, for the harness's own check, into
+    torch with other seeds)."""
+
+    def __init__(self, library: str, script: str, rec: Recording) -> None:
+        self.lib = importlib.import_module(library)
+        super().__init__(self.lib, script, everywhere=library == "fastgrad")
         self.rec = rec
         self.draws = list(rec.draws)
         self.epochs = list(rec.epochs)
         self.optimizers = list(rec.optimizers)
 
     def _overwrite(self, tensor: Any, values: np.ndarray, what: str) -> None:
-        import fastgrad
-        got = tensor.numpy() if not tensor.requires_grad else tensor.detach().numpy()
+        got = tensor.detach().numpy()
         if got.shape != values.shape or got.dtype != values.dtype:
             raise AssertionError(f"harness: {what} is {got.dtype}{list(got.shape)} under "
-                                 f"fastgrad but {values.dtype}{list(values.shape)} under torch")
-        with fastgrad.no_grad():
-            tensor.copy_(fastgrad.from_numpy(values.copy()))
+                                 f"{self.lib.__name__} but {values.dtype}{list(values.shape)} "
+                                 "under torch")
+        with self.lib.no_grad():
+            tensor.copy_(self.lib.from_numpy(values.copy()))
 
     def draw(self, name: str, out: Any) -> Any:
         if not self.draws:
             raise AssertionError(f"harness: the script drew {name} more often under "
-                                 "fastgrad than under torch")
+                                 f"{self.lib.__name__} than under torch")
         want, values = self.draws.pop(0)
         if want != name:
             raise AssertionError(f"harness: the script called {name} where torch's run "
@@ -299,39 +305,41 @@ class _FastgradReplayer(_Patcher):
         return out
 
     def next_epoch(self, order: list[int]) -> list[int]:
-        """The torch run's next epoch order, in place of fastgrad's own order."""
+        """The torch run's next epoch order, in place of the replaying library's own."""
         if not self.epochs:
-            raise AssertionError("harness: fastgrad's DataLoaders started more shuffled "
-                                 "epochs than torch's")
+            raise AssertionError(f"harness: {self.lib.__name__}'s DataLoaders started more "
+                                 "shuffled epochs than torch's")
         want = self.epochs.pop(0)
         if sorted(order) != sorted(want.tolist()):
-            raise AssertionError("harness: fastgrad's RandomSampler shuffled other indices "
-                                 f"({len(order)}) than torch's ({len(want)})")
+            raise AssertionError(f"harness: {self.lib.__name__}'s RandomSampler shuffled "
+                                 f"other indices ({len(order)}) than torch's ({len(want)})")
         return want.tolist()
 
     def install(self) -> None:
-        import fastgrad.optim
-        import fastgrad.utils.data
+        name = self.lib.__name__
+        optim = importlib.import_module(name + ".optim")
         super().install()
-        _replace_data_loader(fastgrad.utils.data, self.next_epoch)
+        _replace_data_loader(importlib.import_module(name + ".utils.data"), self.next_epoch)
 
         def restore(params: list[Any]) -> None:
             if not self.optimizers:
-                raise AssertionError("harness: more optimizers under fastgrad than under torch")
+                raise AssertionError(f"harness: more optimizers under {self.lib.__name__} "
+                                     "than under torch")
             saved = self.optimizers.pop(0)
             if len(saved) != len(params):
                 raise AssertionError(f"harness: optimizer got {len(params)} parameters under "
-                                     f"fastgrad, {len(saved)} under torch")
+                                     f"{self.lib.__name__}, {len(saved)} under torch")
             for i, (p, values) in enumerate(zip(params, saved)):
                 self._overwrite(p, values, f"optimizer parameter {i}")
-        _replace_optimizers(fastgrad.optim, restore)
+        _replace_optimizers(optim, restore)
 
     def check_all_used(self) -> None:
         left = {"random draws": len(self.draws), "epoch orders": len(self.epochs),
                 "optimizers": len(self.optimizers)}
         unused = {k: v for k, v in left.items() if v}
         if unused:
-            raise AssertionError(f"harness: recorded but never replayed under fastgrad: {unused}")
+            raise AssertionError(f"harness: recorded but never replayed under "
+                                 f"{self.lib.__name__}: {unused}")
 
 
 class _EpochHook:
@@ -416,17 +424,34 @@ def record(script: str, out: str) -> None:
     rec.save(out)
 
 
-def replay(script: str, recording: str, out: str) -> None:
-    """Run the rewritten script under fastgrad, replaying a torch run's recording."""
+def replay(script: str, recording: str, out: str, library: str = "fastgrad") -> None:
+    """Run the (rewritten) script under `library`, replaying a torch run's recording."""
     script = os.path.abspath(script)
     rec = Recording.load(recording)
-    replayer = _FastgradReplayer(script, rec)
+    replayer = _Replayer(library, script, rec)
     replayer.install()
     result = Recording()
     _collect(_run_script(script), result)
     replayer.check_all_used()
     result.imported_torch = "torch" in sys.modules
     result.save(out)
+
+
+def replay_into_torch_with_other_seeds(script: str, recording: str, out: str) -> None:
+    """The harness's own check: the unchanged script under torch, with every seed the script
+    sets shifted by one (``torch.manual_seed`` and ``torch.Generator().manual_seed``), while
+    the recording is replayed. If the replay covers all of the script's randomness, the losses
+    equal the recorded ones exactly; without the replay they would not."""
+    import torch
+
+    class ShiftedGenerator(torch.Generator):
+        def manual_seed(self, seed: int) -> ShiftedGenerator:
+            return super().manual_seed(seed + 1)  # type: ignore[return-value]
+
+    seed = torch.manual_seed
+    torch.manual_seed = lambda s: seed(s + 1)
+    torch.Generator = ShiftedGenerator  # type: ignore[misc]
+    replay(script, recording, out, library="torch")
 
 
 @dataclass
@@ -436,7 +461,9 @@ class Run:
     stdout: str
 
 
-def _subprocess(args: list[str], cwd: str) -> str:
+def run_harness(args: list[str], cwd: str) -> str:
+    """``python tests/_script_harness.py ARGS`` in cwd, with this source tree first on the
+    path; its stdout (the script's output). Raises AssertionError with its stderr if it fails."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [env.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args], cwd=cwd,
@@ -446,8 +473,10 @@ def _subprocess(args: list[str], cwd: str) -> str:
     return proc.stdout
 
 
-def run_both(script: str, workdir: str | None = None) -> tuple[Run, Run]:
-    """The script under torch (recording), then rewritten under fastgrad (replaying)."""
+def run_both(script: str, workdir: str | None = None,
+             recording: str | None = None) -> tuple[Run, Run]:
+    """The script under torch (recording; or an earlier recording of it), then rewritten under
+    fastgrad (replaying)."""
     with open(script, encoding="utf-8") as f:
         source = f.read()
     rewritten = rewrite_imports(source)
@@ -461,10 +490,13 @@ def run_both(script: str, workdir: str | None = None) -> tuple[Run, Run]:
         ported = os.path.join(tmp, os.path.basename(script))
         with open(ported, "w", encoding="utf-8") as f:
             f.write(rewritten)
-        torch_out = _subprocess(["record", script, os.path.join(tmp, "torch.npz")], tmp)
-        fast_out = _subprocess(["replay", ported, os.path.join(tmp, "torch.npz"),
-                                os.path.join(tmp, "fastgrad.npz")], tmp)
-        return (Run(Recording.load(os.path.join(tmp, "torch.npz")), torch_out),
+        torch_out = ""
+        if recording is None:
+            recording = os.path.join(tmp, "torch.npz")
+            torch_out = run_harness(["record", script, recording], tmp)
+        fast_out = run_harness(["replay", ported, recording, os.path.join(tmp, "fastgrad.npz")],
+                               tmp)
+        return (Run(Recording.load(recording), torch_out),
                 Run(Recording.load(os.path.join(tmp, "fastgrad.npz")), fast_out))
 
 
@@ -473,6 +505,8 @@ if __name__ == "__main__":
         record(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "replay":
         replay(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "replay-torch":
+        replay_into_torch_with_other_seeds(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: _script_harness.py record SCRIPT OUT.npz | "
-                 "replay SCRIPT RECORDING.npz OUT.npz")
+        sys.exit("usage: _script_harness.py record|replay|replay-torch SCRIPT [RECORDING.npz] "
+                 "OUT.npz")

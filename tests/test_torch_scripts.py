@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from _script_harness import (_subprocess, changed_lines, is_import_line, rewrite_imports,
-                             run_both, Recording)
+from _script_harness import (Recording, changed_lines, is_import_line, rewrite_imports,
+                             run_both, run_harness)
 
 SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "examples", "torch_scripts")
@@ -91,15 +91,23 @@ def test_changed_lines_reports_every_difference():
 
 # ----------------------------------------------------------------------------- torch side
 
-def record_torch(name, tmp_path):
-    out = str(tmp_path / "torch.npz")
-    _subprocess(["record", script_path(name), out], str(tmp_path))
-    return Recording.load(out)
+@pytest.fixture(scope="module")
+def torch_recording(tmp_path_factory):
+    """The torch run's recording of a script (made once per script for this module)."""
+    made = {}
+
+    def get(name):
+        needs(name)
+        if name not in made:
+            out = str(tmp_path_factory.mktemp("torch") / "torch.npz")
+            run_harness(["record", script_path(name), out], os.path.dirname(out))
+            made[name] = out
+        return made[name]
+    return get
 
 
-def test_makemore_recording_holds_the_scripts_own_draws(tmp_path):
-    needs("makemore_mlp.py")
-    rec = record_torch("makemore_mlp.py", tmp_path)
+def test_makemore_recording_holds_the_scripts_own_draws(torch_recording):
+    rec = Recording.load(torch_recording("makemore_mlp.py"))
     names = [n for n, _ in rec.draws]
     assert names[:5] == ["randn"] * 5  # C, W1, b1, W2, b2
     assert [a.shape for _, a in rec.draws[:5]] == [(27, 10), (30, 200), (200,), (200, 27), (27,)]
@@ -109,9 +117,8 @@ def test_makemore_recording_holds_the_scripts_own_draws(tmp_path):
     assert len(rec.losses) == 3000 and rec.losses[-1] < rec.losses[0]
 
 
-def test_shuffled_epochs_and_optimizer_parameters_are_recorded(tmp_path):
-    needs("logistic_regression.py")
-    rec = record_torch("logistic_regression.py", tmp_path)
+def test_shuffled_epochs_and_optimizer_parameters_are_recorded(torch_recording):
+    rec = Recording.load(torch_recording("logistic_regression.py"))
     assert rec.draws == []  # nn.Linear's initialisation is library code: not a script draw
     assert len(rec.epochs) == 20
     for order in rec.epochs:
@@ -121,12 +128,23 @@ def test_shuffled_epochs_and_optimizer_parameters_are_recorded(tmp_path):
     assert len(rec.losses) == 20 * 15
 
 
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_replay_covers_all_randomness(name, torch_recording, tmp_path):
+    """The recording replayed into torch with every seed shifted gives the same losses, bit
+    for bit: the harness leaves no random draw of the script unsynchronised."""
+    recording = torch_recording(name)
+    out = str(tmp_path / "replayed.npz")
+    run_harness(["replay-torch", script_path(name), recording, out], str(tmp_path))
+    want, got = Recording.load(recording), Recording.load(out)
+    assert got.losses == want.losses
+    assert got.metrics == want.metrics
+
+
 # ----------------------------------------------------------------------------- both sides
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_script_follows_torchs_loss_curve(name, tmp_path):
-    needs(name)
-    torch_run, fast_run = run_both(script_path(name), str(tmp_path))
+def test_script_follows_torchs_loss_curve(name, torch_recording, tmp_path):
+    torch_run, fast_run = run_both(script_path(name), str(tmp_path), torch_recording(name))
     want, got = torch_run.result, fast_run.result
     assert not got.imported_torch, "the fastgrad run imported torch"
     assert len(got.losses) == len(want.losses)
