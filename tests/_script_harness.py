@@ -145,17 +145,6 @@ def _called_by_script(frame: FrameType | None, script: str) -> bool:
     return frame is not None and os.path.abspath(frame.f_code.co_filename) == script
 
 
-def _patch_everywhere(package: str, original: Any, replacement: Any) -> None:
-    """Rebind every module-level name of `package`'s loaded modules that refers to original."""
-    for name, module in list(sys.modules.items()):
-        if not isinstance(module, ModuleType) or not (name == package
-                                                      or name.startswith(package + ".")):
-            continue
-        for attr, value in list(vars(module).items()):
-            if value is original:
-                setattr(module, attr, replacement)
-
-
 def _optimizer_params(params: Any) -> tuple[Any, list[Any]]:
     """The optimizer's argument with generators materialised, and its tensors in order."""
     params = list(params)
@@ -210,34 +199,22 @@ class Recording:
 class _Patcher:
     """The random-function wrappers shared by both runs; subclasses say what a draw does."""
 
-    def __init__(self, module: Any, script: str, everywhere: bool) -> None:
-        self.module, self.script, self.everywhere = module, script, everywhere
-        self.depth = 0  # > 0 inside a patched call: nested draws belong to the outer one
+    def __init__(self, module: Any, script: str) -> None:
+        self.module, self.script = module, script
 
     def install(self) -> None:
-        """Wrap the module's random functions; with everywhere, also the names that its
-        submodules bound to them (``from fastgrad._random import randperm``)."""
+        """Wrap the random functions where the script looks them up: on the top-level module
+        (``torch.randn``)."""
         for name in RANDOM_FUNCTIONS:
             original = getattr(self.module, name, None)
-            if original is None:
-                continue
-            wrapper = self._wrap(name, original)
-            if self.everywhere:
-                _patch_everywhere(self.module.__name__, original, wrapper)
-            else:
-                setattr(self.module, name, wrapper)
+            if original is not None:
+                setattr(self.module, name, self._wrap(name, original))
 
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if self.depth:
-                return original(*args, **kwargs)
-            if not _called_by_script(sys._getframe(1), self.script):
-                return original(*args, **kwargs)
-            self.depth += 1
-            try:
-                return self.draw(name, original(*args, **kwargs))
-            finally:
-                self.depth -= 1
+            out = original(*args, **kwargs)
+            return self.draw(name, out) if _called_by_script(sys._getframe(1), self.script) \
+                else out
         wrapper.__name__ = name
         wrapper.__doc__ = original.__doc__
         return wrapper
@@ -250,8 +227,7 @@ class _Patcher:
 class _TorchRecorder(_Patcher):
     def __init__(self, script: str, rec: Recording) -> None:
         import torch
-        # torch's own code (RandomSampler) looks its random functions up on `torch`.
-        super().__init__(torch, script, everywhere=False)
+        super().__init__(torch, script)
         self.rec = rec
 
     def draw(self, name: str, out: Any) -> Any:
@@ -278,7 +254,7 @@ class _Replayer(_Patcher):
 
     def __init__(self, library: str, script: str, rec: Recording) -> None:
         self.lib = importlib.import_module(library)
-        super().__init__(self.lib, script, everywhere=library == "fastgrad")
+        super().__init__(self.lib, script)
         self.rec = rec
         self.draws = list(rec.draws)
         self.epochs = list(rec.epochs)
@@ -387,7 +363,7 @@ def _replace_optimizers(optim: ModuleType, on_params: Callable[[list[Any]], None
         sub = type(name, (cls,), {"__module__": cls.__module__,
                                   "__qualname__": cls.__qualname__})
         sub.__init__ = _bind_init(sub, on_params)  # type: ignore[misc]
-        _patch_everywhere(optim.__name__, cls, sub)
+        setattr(optim, name, sub)  # what `optim.SGD` and `from torch.optim import SGD` find
 
 
 def _bind_init(sub: type, on_params: Callable[[list[Any]], None]) -> Callable[..., None]:
