@@ -182,7 +182,7 @@ class Recording:
                     "optimizers": [len(ps) for ps in self.optimizers], "losses": self.losses,
                     "metrics": self.metrics, "imported_torch": self.imported_torch}
         arrays["manifest"] = np.array(json.dumps(manifest))
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str) -> Recording:
@@ -349,7 +349,7 @@ def _replace_data_loader(data: ModuleType,
 
     DataLoader.__qualname__ = base.__qualname__
     DataLoader.__module__ = base.__module__
-    data.DataLoader = DataLoader
+    setattr(data, "DataLoader", DataLoader)
 
 
 def _replace_optimizers(optim: ModuleType, on_params: Callable[[list[Any]], None]) -> None:
@@ -371,7 +371,7 @@ def _bind_init(sub: type, on_params: Callable[[list[Any]], None]) -> Callable[..
     def __init__(self: Any, params: Any, *args: Any, **kwargs: Any) -> None:
         params, tensors = _optimizer_params(params)
         on_params(tensors)
-        super(sub, self).__init__(params, *args, **kwargs)
+        super(sub, self).__init__(params, *args, **kwargs)  # type: ignore[arg-type]
     return __init__
 
 
@@ -425,7 +425,7 @@ def replay_into_torch_with_other_seeds(script: str, recording: str, out: str) ->
             return super().manual_seed(seed + 1)  # type: ignore[return-value]
 
     seed = torch.manual_seed
-    torch.manual_seed = lambda s: seed(s + 1)
+    torch.manual_seed = lambda s: seed(s + 1)  # type: ignore[assignment]
     torch.Generator = ShiftedGenerator  # type: ignore[misc]
     replay(script, recording, out, library="torch")
 
