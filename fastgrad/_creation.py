@@ -124,36 +124,52 @@ def _like(input: Any, dtype: Any, name: str) -> np.dtype:
 # From data
 
 
-def _infer_array(data: Any) -> np.ndarray:
-    """An ndarray of ``data`` with PyTorch's dtype inference (numpy data keeps its dtype)."""
+def _infer_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """An ndarray of ``data`` in ``dtype``, or with PyTorch's dtype inference (numpy data keeps
+    its dtype; Python floats -> the default dtype, ints -> int64, bools -> bool). May share
+    memory with ``data``."""
     if isinstance(data, Tensor):
-        return np.asarray(data.numpy())
-    if isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data.numpy())
+    elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"can't convert np.ndarray of type {arr.dtype}: tensors hold real "
                             f"numbers and bools")
-        return arr
-    if data is None or isinstance(data, (str, bytes)):
+    else:
+        arr = _python_array(data)
+        if dtype is None:
+            # Python data: numpy's float64/int64 stand for Python's float and int
+            kind = arr.dtype.kind
+            if kind == "f":
+                return arr.astype(get_default_dtype().dtype)
+            if kind in "iu":
+                return arr.astype(np.int64)
+            return arr
+    return arr if dtype is None else arr.astype(to_dtype(dtype).dtype, copy=False)
+
+
+def _python_array(data: Any) -> np.ndarray:
+    """numpy's reading of nested Python data, with PyTorch's errors for what is not numbers."""
+    if isinstance(data, (str, bytes)):
         raise TypeError(f"tensor(): invalid data type '{type(data).__name__}'")
+    leaves = list(_leaves(data))
+    for leaf in leaves:
+        if leaf is None or isinstance(leaf, (str, bytes)):
+            raise RuntimeError(f"Could not infer dtype of {type(leaf).__name__}")
     try:
         arr = np.asarray(data)
     except OverflowError:
-        raise RuntimeError("Overflow when unpacking long") from None
-    kind = arr.dtype.kind
-    if kind == "O":
-        if any(isinstance(x, int) for x in _leaves(data)):
-            raise RuntimeError("Overflow when unpacking long")
+        raise ValueError("Overflow when unpacking long long") from None
+    if arr.dtype.kind == "O" or (arr.dtype.kind == "u" and
+                                 any(isinstance(x, int) and x > 2 ** 63 - 1 for x in leaves)):
+        if any(isinstance(x, int) and not -2 ** 63 <= x < 2 ** 63 for x in leaves):
+            raise ValueError("Overflow when unpacking long long")
         raise TypeError(f"tensor(): could not make a tensor from this {type(data).__name__} "
                         f"(elements must be real numbers or bools)")
-    if kind == "f":
-        return arr.astype(get_default_dtype().dtype)
-    if kind in "iu":
-        return arr.astype(np.int64)
-    if kind == "b":
-        return arr
-    raise TypeError(f"tensor(): could not make a tensor from data of type {arr.dtype} "
-                    f"(elements must be real numbers or bools)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"tensor(): could not make a tensor from data of type {arr.dtype} "
+                        f"(elements must be real numbers or bools)")
+    return arr
 
 
 def _leaves(data: Any):
@@ -180,8 +196,7 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
                       "sourceTensor.clone().detach() or sourceTensor.clone().detach()"
                       ".requires_grad_(True), rather than fastgrad.tensor(sourceTensor).",
                       UserWarning, stacklevel=2)
-    arr = _infer_array(data)
-    return _wrap(np.array(arr, dtype=_np_dtype(dtype, arr.dtype), copy=True), requires_grad)
+    return _wrap(np.array(_infer_array(data, dtype), copy=True), requires_grad)
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
@@ -199,9 +214,7 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
             return data
         return data.to(to_dtype(dtype))
     if isinstance(data, np.ndarray):
-        arr = _infer_array(data)
-        target = _np_dtype(dtype, arr.dtype)
-        return _wrap(arr if arr.dtype == target else arr.astype(target))
+        return _wrap(_infer_array(data, dtype))
     return tensor(data, dtype=dtype)
 
 
@@ -332,14 +345,33 @@ def arange(start: Any = 0, end: Any = None, step: Any = 1, *, dtype: Any = None,
         raise RuntimeError("step must be nonzero")
     if (step > 0 and end < start) or (step < 0 and end > start):
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
-    if all_int:
-        n = -((int(start) - int(end)) // int(step))       # exact ceil((end - start) / step)
-        values = int(start) + np.arange(n, dtype=np.int64) * int(step)
+    if target.kind == "b":
+        raise NotImplementedError('"arange_cpu" not implemented for \'Bool\'')
+    if target.kind in "iu":
+        values = _integer_range(start, end, step, target)
     else:
-        # PyTorch computes the length and each value start + i * step in double precision
+        # start + i * step in double precision, as PyTorch's length and float64 values
+        # (its float32 kernel steps in float32 within a vector: the last bit may differ)
         n = math.ceil((end - start) / step)
         values = start + np.arange(n, dtype=np.float64) * step
     return _wrap(values.astype(target), requires_grad)
+
+
+def _integer_range(start: float, end: float, step: float, target: np.dtype) -> np.ndarray:
+    """arange into an integer dtype, as PyTorch: start, end and step are truncated to integers
+    first; the length comes from the truncated values for int64 and from the given ones for
+    the narrower types (PyTorch's two formulas)."""
+    xs, xe, xst = int(start), int(end), int(step)
+    if target == np.int64:
+        if xst == 0:
+            raise ValueError("step must be nonzero")
+        if (xst > 0 and xe < xs) or (xst < 0 and xe > xs):
+            raise RuntimeError("upper bound and lower bound inconsistent with step sign")
+        n = -((xs - xe) // xst)                   # exact ceil((xe - xs) / xst)
+    else:
+        # (a step truncated to 0 repeats start, as in PyTorch)
+        n = math.ceil((end - start) / step)
+    return xs + np.arange(n, dtype=np.int64) * xst
 
 
 def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any = None,
@@ -358,22 +390,25 @@ def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None, device: Any
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
     target = _np_dtype(dtype)
-    # as PyTorch's kernel: the step and the values in the result's floating type (double for
-    # integer results, then truncated), the first half counted from start and the second half
-    # from end, so that both ends are exact
-    work = target if target.kind == "f" and target != np.float16 else np.dtype(np.float64)
-    if target == np.float16:
-        work = np.dtype(np.float32)
+    # PyTorch's kernel: integer results start from truncated ends; a float32 (float16) result
+    # has its ends and step rounded to float32 and each value is one fused multiply-add,
+    # rounded once (here: exact product and sum in double, then rounded to float32); the first
+    # half is counted from start, the second from end, so both ends are exact
+    lo, hi = (float(int(start)), float(int(end))) if target.kind in "iub" else (start, end)
+    values = np.empty(steps, dtype=np.float64)
     if steps == 1:
-        values = np.array([start], dtype=work)
-    else:
-        lo, hi = work.type(start), work.type(end)
-        step = (hi - lo) / work.type(max(steps - 1, 1))
-        idx = np.arange(steps, dtype=work)
+        values[0] = lo
+    elif steps > 1:
+        if target.kind == "f" and target != np.float64:
+            lo32, hi32 = np.float32(lo), np.float32(hi)
+            lo, hi, step = float(lo32), float(hi32), float((hi32 - lo32) / np.float32(steps - 1))
+        else:
+            lo, hi = float(lo), float(hi)
+            step = (hi - lo) / (steps - 1)
+        idx = np.arange(steps, dtype=np.float64)
         half = steps // 2
-        values = np.empty(steps, dtype=work)
         values[:half] = lo + step * idx[:half]
-        values[half:] = hi - step * (work.type(steps - 1) - idx[half:])
+        values[half:] = hi - step * (steps - 1 - idx[half:])
     return _wrap(values.astype(target), requires_grad)
 
 

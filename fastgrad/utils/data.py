@@ -310,8 +310,9 @@ def default_collate(batch: Sequence[Any]) -> Any:
     strings stay a list; dicts, namedtuples, tuples and lists are collated field by field
     (a tuple gives a list).
 
-    >>> default_collate([(1, 0.5), (2, 1.5)])
-    [tensor([1, 2]), tensor([0.5000, 1.5000], dtype=fastgrad.float64)]
+    >>> ids, values = default_collate([(1, 0.5), (2, 1.5)])
+    >>> ids.tolist(), ids.dtype == np.int64, values.tolist(), values.dtype == np.float64
+    ([1, 2], True, [0.5, 1.5], True)
     """
     elem = batch[0]
     if isinstance(elem, Tensor):
@@ -339,12 +340,12 @@ def default_collate(batch: Sequence[Any]) -> Any:
         except TypeError:
             return merged
     if _is_namedtuple(elem):
-        return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+        return type(elem)(*(default_collate(s) for s in zip(*batch)))
     if isinstance(elem, abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        fields = [default_collate(list(s)) for s in zip(*batch)]
+        fields = [default_collate(s) for s in zip(*batch)]
         if isinstance(elem, tuple):
             return fields
         try:
