@@ -122,6 +122,7 @@ def test_load_state_dict_errors_are_torchs():
     layer = nn.Linear(2, 3)
     result = layer.load_state_dict(dict(good, extra=np.zeros(1)), strict=False)
     assert result == ([], ["extra"])
+    assert repr(result) == "_IncompatibleKeys(missing_keys=[], unexpected_keys=['extra'])"
     assert result.missing_keys == [] and result.unexpected_keys == ["extra"]
     with pytest.raises(RuntimeError, match="size mismatch"):   # even when not strict
         layer.load_state_dict({"weight": np.zeros((1, 1))}, strict=False)

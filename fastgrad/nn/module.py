@@ -55,8 +55,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    """What load_state_dict returns: the keys it did not find, and the ones it did not use."""
+class IncompatibleKeys(namedtuple("_IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns: the keys it did not find, and the ones it did not use
+    (printed as PyTorch prints it: ``_IncompatibleKeys(missing_keys=[], ...)``)."""
 
     def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
