@@ -90,7 +90,7 @@ class _Writer:
             if t is np.ndarray:
                 node = {"type": "ndarray", "member": self._array(obj, path)}
             else:
-                node = {"type": "tensor", "member": self._array(obj.data, path),
+                node = {"type": "tensor", "member": self._array(obj.numpy(), path),
                         "requires_grad": bool(obj.requires_grad), "parameter": t is Parameter}
             self.memo[id(obj)] = node
             return node

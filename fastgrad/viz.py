@@ -102,7 +102,7 @@ def draw_dot(root, format='svg', rankdir='LR'):
         if isinstance(n, Tensor):
             op = '' if n.is_leaf else n._op
             grad = 'grad ' + ('none' if n.grad is None else str(tuple(n.grad.shape)))
-            label = "{ %s | %s | %s }" % (_escape(tuple(n.shape)), _escape(n.dtype), grad)
+            label = "{ %s | %s | %s }" % (_escape(tuple(n.shape)), _escape(n.dtype.name), grad)
         else:
             op = n._op
             label = "{ %s | data %.4f | grad %.4f }" % (_escape(n.label), n.data, n.grad)

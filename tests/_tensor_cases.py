@@ -6,6 +6,8 @@ the same in torch (used only when torch is installed), and how to draw its input
 
 import numpy as np
 
+import fastgrad
+
 from fastgrad import Tensor, no_grad
 from fastgrad.nn import functional as F
 
@@ -113,7 +115,40 @@ UNARY = {
     "log_softmax": (lambda x: x.log_softmax(-1), None, lambda x: x.log_softmax(-1), "any", 1),
     "log_softmax0": (lambda x: F.log_softmax(x, axis=0), None, lambda x: x.log_softmax(0),
                      "any", 1),
+    # the elementwise functions and reductions with a diagonal Jacobian (one TOP_LOCAL node)
+    "sqrt": (lambda x: x.sqrt(), np.sqrt, lambda x: x.sqrt(), "pos", 0),
+    "rsqrt": (lambda x: x.rsqrt(), lambda x: 1 / np.sqrt(x), lambda x: x.rsqrt(), "pos", 0),
+    "abs": (lambda x: x.abs(), np.abs, lambda x: x.abs(), "away", 0),
+    "log2": (lambda x: x.log2(), np.log2, lambda x: x.log2(), "pos", 0),
+    "log10": (lambda x: x.log10(), np.log10, lambda x: x.log10(), "pos", 0),
+    "log1p": (lambda x: x.log1p(), np.log1p, lambda x: x.log1p(), "pos", 0),
+    "expm1": (lambda x: x.expm1(), np.expm1, lambda x: x.expm1(), "any", 0),
+    "sin": (lambda x: x.sin(), np.sin, lambda x: x.sin(), "any", 0),
+    "cos": (lambda x: x.cos(), np.cos, lambda x: x.cos(), "any", 0),
+    "erf": (lambda x: x.erf(), None, lambda x: x.erf(), "any", 0),
+    "reciprocal": (lambda x: x.reciprocal(), lambda x: 1 / x, lambda x: x.reciprocal(),
+                   "away", 0),
+    "square": (lambda x: x.square(), np.square, lambda x: x.square(), "any", 0),
+    "clamp": (lambda x: x.clamp(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5),
+              lambda x: x.clamp(-0.5, 0.5), "any", 0),
+    "where": (lambda x: fastgrad.where(x > 0, x, x * -2.0), lambda x: np.where(x > 0, x, -2 * x),
+              lambda x: torch_where(x > 0, x, x * -2.0), "away", 0),
+    "maximum": (lambda x: x.maximum(x * 0.5), lambda x: np.maximum(x, x * 0.5),
+                lambda x: x.maximum(x * 0.5), "away", 0),
+    "var": (lambda x: x.var(-1, unbiased=False), lambda x: x.var(-1), lambda x:
+            x.var(-1, unbiased=False), "distinct", 1),
+    "logsumexp": (lambda x: x.logsumexp(-1), None, lambda x: x.logsumexp(-1), "any", 1),
+    "norm": (lambda x: x.norm(), lambda x: np.sqrt((x * x).sum()), lambda x: x.norm(), "away", 0),
+    "prod": (lambda x: x.prod(-1), lambda x: x.prod(-1), lambda x: x.prod(-1), "any", 1),
+    "amax": (lambda x: x.amax(-1), lambda x: x.max(-1), lambda x: x.amax(-1), "distinct", 1),
+    "max_dim": (lambda x: x.max(-1).values, lambda x: x.max(-1), lambda x: x.max(-1).values,
+                "distinct", 1),
 }
+
+
+def torch_where(c, a, b):
+    import torch
+    return torch.where(c, a, b)
 
 REDUCTIONS = ["sum", "mean", "max"]
 REDUCE_SHAPES = [(), (3,), (1, 3), (2, 3, 4), (2, 1, 3)]

@@ -25,3 +25,15 @@ def central_difference(f, xs, i, h=1e-6):
     up[i] += h
     down[i] -= h
     return (f(up) - f(down)) / (2 * h)
+
+
+@pytest.fixture(scope="module")
+def float64_default():
+    """Python floats make float64 tensors for the test (the tests written for float64 numerics
+    against float64 references); the default goes back to float32 afterwards."""
+    import fastgrad
+    fastgrad.set_default_dtype(fastgrad.float64)
+    try:
+        yield
+    finally:
+        fastgrad.set_default_dtype(fastgrad.float32)

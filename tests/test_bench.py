@@ -13,6 +13,9 @@ import pytest
 from fastgrad.bench import common
 from fastgrad.bench.__main__ import table
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 SCALAR_ROWS = ["binary_op", "chain", "chain", "moons_step", "memory"]
 TENSOR_ROWS = ["regression", "digits", "makemore"]
 WITHOUT_REFERENCE = {"makemore"}  # fastgrad against PyTorch only: the numpy tape has no embedding

@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from fastgrad import Tensor, Value, nn
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
 
 NORM_TYPES = [2.0, 1.0, math.inf, 3.5, 0.5, 2]

@@ -8,6 +8,9 @@ from fastgrad.nn import functional as F
 
 from _tensor_cases import check_op
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def test_activations_match_methods():
     x = Tensor(np.linspace(-3, 3, 7), requires_grad=True)

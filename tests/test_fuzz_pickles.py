@@ -16,6 +16,9 @@ import pytest
 from conftest import COMPILED, compiled_only
 from crashsafe import ChildCrashed, run_isolated
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 SEED = int(os.environ.get("FASTGRAD_FUZZ_SEED", "0"))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 

@@ -13,6 +13,9 @@ from conftest import COMPILED, RefValue, Value
 from fastgrad._scalar import reference
 from test_engine_ops import OPS
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 PACKAGE = os.path.dirname(fastgrad.__file__)
 # Ops that are not computations: a free slot, a leaf, a node built by the user.
 NOT_COMPUTED = {"FREE", "LEAF", "OPAQUE"}
@@ -140,7 +143,7 @@ def test_the_tensor_tests_exercise_every_op():
     outputs += [leaf((2, 3)) @ leaf((3, 2)), cat([leaf(2), leaf(3)]), stack([leaf(2), leaf(2)])]
     for fn, _, arrays in functional_pairs(_AnyTorch(), rng):
         outputs.append(fn(*[Tensor(a, requires_grad=True) for a in arrays]))
-    built = {out._op for out in outputs}
+    built = {out._op_code for out in outputs}
     missing = [op for op in TENSOR_OPS if op != "LEAF" and op.lower() not in _op_spellings(built)]
     assert not missing, f"the tensor tests' tables build no {missing}"
 

@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 import fastgrad
 from fastgrad import Tensor, optim
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
 
 

@@ -10,6 +10,9 @@ import pytest
 
 from conftest import COMPILED, Value, compiled_only
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def run_python(code, timeout=600):
     """Run code in a fresh interpreter with the same engine; return its stdout."""

@@ -11,6 +11,9 @@ import fastgrad
 from fastgrad import Tensor, nn, optim
 from fastgrad.nn import functional as F
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 class TwoLayer(nn.Module):
     """A PyTorch user's model: super().__init__(), layers as attributes, forward."""

@@ -13,6 +13,9 @@ import fastgrad.nn as nn
 from conftest import COMPILED, Value
 from fastgrad._scalar import reference
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def moons(n, seed):
     """Two interleaved half circles with labels -1/+1 (sklearn's make_moons, without sklearn)."""

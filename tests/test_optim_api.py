@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 import fastgrad
 from fastgrad import Tensor, Value, optim
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
 
 # Options per optimizer, drawn by hypothesis (keys that PyTorch's constructor takes as is).
@@ -72,9 +75,9 @@ def run_fastgrad(name, kwargs, w0, steps, start=None, make=None):
     for k in range(steps):
         opt.zero_grad()
         for p in params:
-            p.grad = _gradient(p.data, k)
+            p.grad = _gradient(p.numpy(), k)
         opt.step()
-    return [p.data for p in params], opt, params
+    return [p.numpy() for p in params], opt, params
 
 
 def run_torch(name, kwargs, w0, steps):

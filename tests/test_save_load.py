@@ -16,6 +16,9 @@ import fastgrad
 from fastgrad import nn, optim
 from fastgrad.serialization import FORMAT, VERSION, CheckpointError
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def roundtrip(obj, **kwargs):
     buf = io.BytesIO()
@@ -32,7 +35,7 @@ def same(a, b):
         np.testing.assert_array_equal(a, b)
     elif isinstance(a, fastgrad.Tensor):
         assert a.requires_grad == b.requires_grad
-        same(a.data, b.data)
+        same(a.numpy(), b.numpy())
     elif isinstance(a, dict):
         assert list(a) == list(b) and [type(k) for k in a] == [type(k) for k in b]
         for k in a:
@@ -140,7 +143,7 @@ def _setup(seed):
     rng = np.random.default_rng(seed)
     model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
     for p in model.parameters():
-        p.data[...] = rng.normal(scale=0.5, size=p.shape)
+        p.numpy()[...] = rng.normal(scale=0.5, size=p.shape)
     return model, optim.Adam(model.parameters(), lr=1e-2)
 
 

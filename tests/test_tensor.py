@@ -9,17 +9,23 @@ import pytest
 import fastgrad
 from fastgrad import Tensor, no_grad
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 # --- construction and properties ---------------------------------------------------------
 
-@pytest.mark.parametrize("data,shape", [(3, ()), (2.5, ()), ([1, 2, 3], (3,)),
-                                        ([[1.0], [2.0]], (2, 1)), (np.arange(6), (6,)),
-                                        (np.ones((2, 3), np.int32), (2, 3)), (True, ())])
-def test_construction_is_float64(data, shape):
+@pytest.mark.parametrize("data,shape,dtype", [
+    (3, (), np.int64), (2.5, (), np.float64), ([1, 2, 3], (3,), np.int64),
+    ([[1.0], [2.0]], (2, 1), np.float64), (np.arange(6), (6,), np.int64),
+    (np.ones((2, 3), np.int32), (2, 3), np.int32), (True, (), np.bool_)])
+def test_construction_takes_pytorchs_dtypes(data, shape, dtype):
+    # Python floats take the default dtype (float64 in this module), ints int64, bools bool;
+    # numpy data keeps its dtype
     t = Tensor(data)
-    assert t.dtype == np.float64 and t.shape == shape and t.ndim == len(shape)
-    assert isinstance(t.data, np.ndarray) and t.numpy() is t.data
-    np.testing.assert_array_equal(t.data, np.asarray(data, dtype=np.float64))
+    assert t.dtype == dtype and t.shape == shape and t.ndim == len(shape)
+    assert isinstance(t.numpy(), np.ndarray) and t.data.numpy() is t.numpy()
+    np.testing.assert_array_equal(t.numpy(), np.asarray(data, dtype=dtype))
 
 
 def test_float32_stays_float32_through_ops_and_grads():
@@ -36,16 +42,16 @@ def test_constructor_copies_its_input():
     a = np.zeros(3)
     t = Tensor(a)
     a[0] = 1.0
-    assert t.data[0] == 0.0
+    assert t.numpy()[0] == 0.0
 
 
 def test_item_repr_len_float():
     t = Tensor([[2.0]], requires_grad=True)
     assert t.item() == 2.0 and float(t) == 2.0 and len(t) == 1
-    assert repr(t) == "Tensor([[2.]], requires_grad=True)"
-    assert "grad_fn=mul" in repr(t * 2)
-    assert "dtype=float32" in repr(Tensor(np.float32(1.5)))
-    with pytest.raises(ValueError, match=r"\(3,\)"):
+    assert repr(t) == "tensor([[2.]], requires_grad=True)"
+    assert "grad_fn=<MulBackward0>" in repr(t * 2)
+    assert "dtype=fastgrad.float32" in repr(Tensor(np.float32(1.5)))
+    with pytest.raises(RuntimeError, match="3 elements"):
         Tensor([1.0, 2.0, 3.0]).item()
 
 
@@ -58,9 +64,9 @@ def test_bad_data_raises_type_error(bad):
         Tensor(bad)
 
 
-@pytest.mark.parametrize("dtype", [np.int64, "int32", np.complex128, "float16", object])
+@pytest.mark.parametrize("dtype", [np.complex128, object, "uint16", "float128", "cuda"])
 def test_bad_dtype_raises_type_error(dtype):
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="dtype"):
         Tensor([1.0], dtype=dtype)
 
 
@@ -76,43 +82,44 @@ def test_bad_operands_raise_type_error(other):
 def test_shape_mismatch_names_both_shapes():
     a, b = Tensor(np.ones((2, 3))), Tensor(np.ones((4,)))
     for op in [lambda: a + b, lambda: a * b, lambda: b - a, lambda: a / b, lambda: a ** b]:
-        with pytest.raises(ValueError, match=r"\(2, 3\).*\(4,\)|\(4,\).*\(2, 3\)"):
+        with pytest.raises(RuntimeError, match=r"\(2, 3\).*\(4,\)|\(4,\).*\(2, 3\)"):
             op()
-    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4,\)"):
+    with pytest.raises(RuntimeError, match=r"\(2, 3\) and \(4,\)"):
         a @ b
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(4,\)"):
         fastgrad.nn.functional.mse_loss(a, b)
-    with pytest.raises(ValueError, match=r"\(2, 3\).*\(5,\)"):
+    with pytest.raises(RuntimeError, match=r"\[5\].*size 6"):
         a.reshape(5)
     with pytest.raises(ValueError, match=r"\[\(2, 3\), \(4,\)\]"):
         fastgrad.concatenate([a, b])
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 4\)"):
         fastgrad.nn.functional.linear(a, Tensor(np.ones((4, 4))))
-    with pytest.raises(ValueError, match=r"\(\).*\(\)"):
+    with pytest.raises(RuntimeError, match="0D and 0D"):
         Tensor(1.0) @ Tensor(2.0)
 
 
 def test_bad_axes():
     t = Tensor(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(IndexError, match="out of range"):
         t.sum(axis=2)
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(RuntimeError, match="multiple times"):
         t.mean(axis=(1, -1))
     with pytest.raises(TypeError):
         t.max(axis=1.5)
-    with pytest.raises(ValueError, match="permutation"):
-        t.transpose(0, 0)
+    with pytest.raises(RuntimeError, match="duplicate"):
+        t.permute(0, 0)
+    assert t.transpose(0, 0).shape == (2, 3)     # swapping a dim with itself, as PyTorch
     with pytest.raises(IndexError):
         t[5]
 
 
 def test_backward_errors():
     x = Tensor(np.ones(3), requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"shape \(3,\)"):
+    with pytest.raises(RuntimeError, match="scalar outputs"):
         (x * 2).backward()
     with pytest.raises(RuntimeError, match="does not require grad"):
         Tensor(1.0).backward()
-    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+    with pytest.raises(RuntimeError, match=r"\[2\].*\[3\]"):
         (x * 2).backward(np.ones(2))
     (x * 2).backward(np.ones(3))          # explicit grad is fine
     np.testing.assert_array_equal(x.grad, [2, 2, 2])
@@ -193,9 +200,9 @@ def test_detach():
 
 def test_array_protocol():
     t = Tensor([1.0, 2.0], requires_grad=True)
-    assert np.asarray(t) is t.data
+    assert np.asarray(t) is t.numpy()
     assert np.asarray(t, dtype=np.float32).dtype == np.float32
-    assert np.array(t, copy=True) is not t.data
+    assert np.array(t, copy=True) is not t.numpy()
 
 
 def test_numpy_arrays_on_the_left_defer_to_tensor():
@@ -208,11 +215,11 @@ def test_numpy_arrays_on_the_left_defer_to_tensor():
 def test_data_and_grad_setters():
     x = Tensor([1.0, 2.0], requires_grad=True)
     x.data = np.array([3.0, 4.0])
-    x.data -= 1.0
-    np.testing.assert_array_equal(x.data, [2.0, 3.0])
+    x.data -= 1.0               # in place, on a tensor sharing x's memory
+    np.testing.assert_array_equal(x.numpy(), [2.0, 3.0])
     x.grad = [1, 1]
-    assert x.grad.dtype == np.float64
-    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+    assert x.grad.dtype == np.float64 and isinstance(x.grad, Tensor)
+    with pytest.raises(RuntimeError, match=r"\[3\].*\[2\]"):
         x.grad = np.ones(3)
     with pytest.raises(RuntimeError):
         (x * 2).requires_grad = False
@@ -294,7 +301,7 @@ def test_two_broadcast_contributions_to_a_0d_leaf_both_count():
     # regression: numpy's unbroadcast sum returned a scalar that later "+=" could not update
     x, y = Tensor([1.0], requires_grad=True), Tensor(0.0, requires_grad=True)
     ((x * y + x) / (2.0 + y.tanh())).backward(np.ones(1))
-    assert isinstance(y.grad, np.ndarray)
+    assert isinstance(y.grad, Tensor) and y.grad.shape == ()
     np.testing.assert_allclose(y.grad, 0.25)
 
 
@@ -362,9 +369,9 @@ def test_backward_frees_intermediate_buffers_as_it_goes():
 
 def test_constructors_and_shape_helpers():
     t = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    assert Tensor(t).data is not t.data and not Tensor(t).requires_grad
+    assert Tensor(t).numpy() is not t.numpy() and not Tensor(t).requires_grad
     assert t.view(3, 2).shape == (3, 2) and t.flatten().shape == (6,)
-    assert t.permute(1, 0).shape == (3, 2) and t.T.shape == (3, 2) and t.size == 6
+    assert t.permute(1, 0).shape == (3, 2) and t.T.shape == (3, 2) and t.numel() == 6
     assert Tensor([1.0]).T.shape == (1,)
     u = Tensor([1.0]).requires_grad_()
     assert u.requires_grad and u.is_leaf

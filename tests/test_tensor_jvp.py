@@ -22,6 +22,9 @@ from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES,
                            UNARY, UNARY_SHAPES, draw, functional_pairs)
 from test_tensor_hypothesis import build_chain, shapes, values
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 DTYPES = [np.float64, np.float32]
 RTOL = {np.float64: 1e-12, np.float32: 1e-4}
 
@@ -361,8 +364,8 @@ def test_tangent_free_branches_are_skipped():
     out = (p ** 0.5 + q.exp()).sum()
     with np.errstate(all="raise"):
         np.testing.assert_allclose(tensor_jvp(out, {q: 1.0}), 3.0 * np.e)
-        with pytest.raises(FloatingPointError):
-            tensor_jvp(out, {p: 1.0})
+    # p's own branch does run: d sqrt(p)/dp at 0 is inf (PyTorch's value, without a warning)
+    assert np.isinf(tensor_jvp(out, {p: 1.0}))
 
 
 def test_a_leaf_output_is_its_own_tangent_in_a_fresh_array():
@@ -408,7 +411,7 @@ def test_works_before_and_after_backward_and_leaves_grads_alone():
     before = tensor_jvp(out, v)
     assert x.grad is None and w.grad is None
     out.backward()
-    gx, gw = x.grad.copy(), w.grad.copy()
+    gx, gw = x.grad.numpy().copy(), w.grad.numpy().copy()
     np.testing.assert_array_equal(tensor_jvp(out, v), before)
     np.testing.assert_array_equal(x.grad, gx)
     np.testing.assert_array_equal(w.grad, gw)

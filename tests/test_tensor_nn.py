@@ -8,6 +8,9 @@ import fastgrad
 from fastgrad import Tensor, nn
 from fastgrad.nn import functional as F
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def mlp(nin, nouts, activation=nn.ReLU):
     """Linear layers of the given sizes with an activation between them (none after the last)."""
@@ -82,7 +85,7 @@ def test_custom_module_finds_nested_parameters():
 def test_state_dict_round_trip_through_savez(tmp_path):
     model = mlp(3, [5, 2])
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3)))
-    before = model(x).data.copy()
+    before = model(x).numpy().copy()
     path = tmp_path / "model.npz"
     np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})
     other = mlp(3, [5, 2])

@@ -9,6 +9,9 @@ from fastgrad.nn import functional as F
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
                            REDUCTIONS, UNARY, UNARY_SHAPES, check_op, draw)
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 DTYPES = [np.float64, np.float32]
 
 
@@ -92,7 +95,23 @@ SHAPE_OPS = {
     "ellipsis_newaxis": (lambda t: t[..., None, 1], lambda a: a[..., None, 1]),
     "negative_step": (lambda t: t[::-1, :, -1], lambda a: a[::-1, :, -1]),
     "bool_mask": (lambda t: t[t.data > 0], lambda a: a[a > 0]),
+    "transpose_dims": (lambda t: t.transpose(0, 2), lambda a: a.swapaxes(0, 2)),
+    "mT": (lambda t: t.mT, lambda a: a.swapaxes(-1, -2)),
+    "permute": (lambda t: t.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1)),
+    "squeeze_unsqueeze": (lambda t: t.unsqueeze(1).squeeze(), lambda a: a),
+    "flatten_dims": (lambda t: t.flatten(1), lambda a: a.reshape(2, 6)),
+    "gather": (lambda t: t.gather(1, Tensor(GATHER_INDEX)),
+               lambda a: np.take_along_axis(a, GATHER_INDEX, 1)),
+    "index_select": (lambda t: t.index_select(1, Tensor(np.array([2, 0, 2]))),
+                     lambda a: a[:, [2, 0, 2]]),
+    "cumsum": (lambda t: t.cumsum(1), lambda a: np.cumsum(a, 1)),
+    "expand": (lambda t: t[:, :1].expand(2, 4, 2), lambda a: np.broadcast_to(a[:, :1], (2, 4, 2))),
+    "repeat": (lambda t: t.repeat(1, 2, 1), lambda a: np.tile(a, (1, 2, 1))),
+    "flip": (lambda t: t.flip(0, 2), lambda a: np.flip(a, (0, 2))),
+    "clone": (lambda t: t.clone(), lambda a: a.copy()),
+    "split": (lambda t: t.split(2, 1)[1], lambda a: a[:, 2:]),
 }
+GATHER_INDEX = np.array([[[0, 1], [2, 2]], [[1, 0], [0, 2]]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -12,6 +12,9 @@ import pytest
 import fastgrad.nn.functional as F
 from fastgrad import Tensor, is_grad_enabled, no_grad
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 @pytest.fixture
 def fast_switching():

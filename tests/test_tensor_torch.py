@@ -9,6 +9,9 @@ from fastgrad.nn import functional as F
 from _tensor_cases import (BINARY, BROADCAST_SHAPES, MATMUL_SHAPES, REDUCE_AXES, REDUCE_SHAPES,
                            UNARY, UNARY_SHAPES, draw, functional_pairs)
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 torch = pytest.importorskip("torch", reason="PyTorch not installed: comparison tests skipped")
 
 DTYPES = [np.float64, np.float32]

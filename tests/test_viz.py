@@ -13,6 +13,9 @@ from fastgrad.viz import trace
 
 from conftest import Value
 
+# written for float64 numerics: Python floats make float64 tensors here
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 pytest.importorskip("graphviz", reason="graphviz not installed (pip install fastgrad[viz])")
 
 HAVE_DOT = shutil.which("dot") is not None

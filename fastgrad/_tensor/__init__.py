@@ -6,8 +6,9 @@ There is one tensor engine (``FASTGRAD_ENGINE`` chooses between the scalar engin
 """
 
 try:
-    from fastgrad._tensor.tensor import Tensor
-    from fastgrad._tensor.grad_mode import is_grad_enabled, no_grad
+    from fastgrad._tensor.tensor import Tensor, where
+    from fastgrad._tensor.grad_mode import (enable_grad, inference_mode, is_grad_enabled,
+                                            no_grad, set_grad_enabled)
     from fastgrad._tensor.functional import (binary_cross_entropy, concatenate, cross_entropy,
                                              linear, mse_loss, stack)
     from fastgrad._tensor.sweep import tensor_jvp       # also installs Tensor.backward's sweep
@@ -19,19 +20,26 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         "`python setup.py build_ext --inplace` after editing a .pyx)."
     ) from exc
 
+from fastgrad._tensor.dtype import get_default_dtype, set_default_dtype  # noqa: E402
+
 cat = concatenate  # PyTorch's name
 
 
-def tensor(data, dtype=None, requires_grad=False):
+def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
     """A new Tensor holding a copy of ``data`` (PyTorch's ``torch.tensor``).
 
     >>> import fastgrad
     >>> t = fastgrad.tensor([[1.0, 2.0]], requires_grad=True)
-    >>> t.shape, t.requires_grad
-    ((1, 2), True)
+    >>> t.shape, t.requires_grad, t.dtype
+    ((1, 2), True, fastgrad.float32)
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    t = Tensor(data, requires_grad=False, dtype=dtype)
+    if device is not None and getattr(device, "type", str(device)).split(":")[0] != "cpu":
+        raise RuntimeError(f"fastgrad runs on the CPU only: device {device!r} is not available")
+    return t.requires_grad_(requires_grad) if requires_grad else t
 
 
-__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "concatenate", "cat", "stack",
-           "linear", "mse_loss", "cross_entropy", "binary_cross_entropy", "tensor_jvp"]
+__all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode",
+           "is_grad_enabled", "concatenate", "cat", "stack", "where", "linear", "mse_loss",
+           "cross_entropy", "binary_cross_entropy", "tensor_jvp", "get_default_dtype",
+           "set_default_dtype"]

@@ -22,7 +22,7 @@ cdef object _require_tensor(object v, str what):
     raise TypeError(f"{what}: expected a fastgrad.Tensor, got {type(v).__name__}")
 
 
-def concatenate(tensors, axis=0):
+def concatenate(tensors, dim=0, *, axis=None):
     """numpy.concatenate / torch.cat for tensors (numbers and arrays are constants).
 
     >>> from fastgrad import Tensor
@@ -34,17 +34,17 @@ def concatenate(tensors, axis=0):
     >>> a.grad.tolist()
     [2.0, 4.0]
     """
-    return _join(tensors, axis, False)
+    return _join(tensors, dim if axis is None else axis, False)
 
 
-def stack(tensors, axis=0):
+def stack(tensors, dim=0, *, axis=None):
     """numpy.stack / torch.stack for tensors.
 
     >>> from fastgrad import Tensor
     >>> stack([Tensor([1.0, 2.0]), Tensor([3.0, 4.0])], axis=1).numpy().tolist()
     [[1.0, 3.0], [2.0, 4.0]]
     """
-    return _join(tensors, axis, True)
+    return _join(tensors, dim if axis is None else axis, True)
 
 
 cdef object _join(object tensors, object axis, bint new_axis):
@@ -120,6 +120,8 @@ def linear(x, weight, bias=None):
     if grad_enabled() and (ca is not None or cb is not None or cc is not None):
         record(t, TOP_LINEAR, ca, cb, xv, wv, None)
         t.c = cc
+        t.s0, t.v0 = tx, tx._version        # the rules read both values (tensor.pxd)
+        t.s1, t.v1 = tw, tw._version
     return t
 
 
@@ -208,8 +210,8 @@ def binary_cross_entropy(input, target):
 
     >>> from fastgrad import Tensor
     >>> p = Tensor([0.5, 1.0], requires_grad=True)
-    >>> round(binary_cross_entropy(p, Tensor([1.0, 0.0])).item(), 6)
-    50.346574
+    >>> round(binary_cross_entropy(p, Tensor([1.0, 0.0])).item(), 4)
+    50.3466
     """
     pv = operand(input)
     tv = operand(target)
@@ -231,4 +233,7 @@ def binary_cross_entropy(input, target):
     cdef Tensor b = grad_child(target)
     if recording(a, b):
         record(t, TOP_BCE, a, b, pv, tv, (n, lp, lq))
+        t.s0, t.v0 = <Tensor>input, (<Tensor>input)._version
+        if isinstance(target, Tensor):
+            t.s1, t.v1 = <Tensor>target, (<Tensor>target)._version
     return t

@@ -68,3 +68,63 @@ class no_grad:
             with no_grad():
                 return func(*args, **kwargs)
         return wrapper
+
+
+class enable_grad(no_grad):
+    """Context manager (and decorator): recording on again inside a no_grad() block.
+
+    >>> from fastgrad import Tensor
+    >>> w = Tensor([1.0], requires_grad=True)
+    >>> with no_grad():
+    ...     with enable_grad():
+    ...         (w * 2).requires_grad
+    True
+    """
+
+    def __enter__(self):
+        self._prev = grad_enabled()
+        _set_grad_enabled(True)
+        return self
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with enable_grad():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+class set_grad_enabled(no_grad):
+    """Turn recording on or off: as a function call (``set_grad_enabled(False)``) it switches
+    the calling thread's grad mode; as a context manager it restores the previous mode on exit.
+    """
+
+    def __init__(self, mode):
+        self._prev = grad_enabled()
+        self._mode = bool(mode)
+        _set_grad_enabled(self._mode)
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, func):
+        mode = self._mode
+        _set_grad_enabled(self._prev)   # used as a decorator: the call above was not meant
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+        return wrapper
+
+
+class inference_mode(no_grad):
+    """PyTorch's inference_mode: here the same as no_grad (``inference_mode(False)`` records)."""
+
+    def __init__(self, mode=True):
+        self._mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = grad_enabled()
+        _set_grad_enabled(not self._mode and self._prev)
+        return self

@@ -184,30 +184,31 @@ cdef object relu_value(object x):
 
 
 cdef void _relu_mask_loop(floating *g, floating *out, floating *r, Py_ssize_t n) noexcept nogil:
-    """r = g * (out > 0), as numpy computes it (g * 0 keeps nan/inf and signed zeros)."""
+    """r = g * (not out <= 0), as numpy computes it (g * 0 keeps nan/inf and signed zeros). The
+    gradient passes where the value is nan, as PyTorch's relu does."""
     cdef Py_ssize_t i
     cdef floating zero = 0, one = 1      # compared in the array's type: gcc then vectorises
     for i in range(n):
-        r[i] = g[i] * (one if out[i] > zero else zero)
+        r[i] = g[i] * (zero if out[i] <= zero else one)
 
 
 cdef object relu_mask(object g, object out, bint owned):
-    """g * (out > 0), into g itself if the sweep owns it."""
+    """g * (not out <= 0), into g itself if the sweep owns it."""
     cdef object r
     if g.dtype is not out.dtype or g.shape != out.shape:
-        return g * (out > 0)
+        return g * ~(out <= 0)
     r = g if owned else _np_empty_like(out)
     cdef void *pg = _buf(g, False)
     cdef void *po = _buf(out, False)
     cdef void *pr = _buf(r, True)
     if pg == NULL or po == NULL or pr == NULL:
-        return g * (out > 0)
+        return g * ~(out <= 0)
     if out.dtype is _F32:
         _relu_mask_loop[float](<float *>pg, <float *>po, <float *>pr, out.size)
     elif out.dtype is _F64:
         _relu_mask_loop[double](<double *>pg, <double *>po, <double *>pr, out.size)
     else:
-        return g * (out > 0)
+        return g * ~(out <= 0)
     return r
 
 

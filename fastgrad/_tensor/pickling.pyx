@@ -27,8 +27,11 @@ import threading
 
 import numpy as np
 
+from fastgrad._tensor import dtype as _dtypes
+
 cdef object _UnpicklingError = pickle.UnpicklingError
 cdef object _intp = np.dtype(np.intp)
+cdef object _VALUE_DTYPES = frozenset(_dtypes._BY_NUMPY)
 cdef object _listed = threading.local()     # .nodes: ids of the nodes listed by a prefix
 
 
@@ -42,12 +45,27 @@ cdef object reduce_tensor(Tensor t):
         else:
             prefix = _inner_nodes_below(t)
             _listed.nodes = {id(n) for n in prefix}
-    fields = (type(t), prefix, t._data, t._grad, t._requires_grad, t.op, t.a, t.b, t.c, t.x0,
+    _check_picklable(t)
+    if prefix is not None:
+        for n in prefix:
+            _check_picklable(<Tensor>n)
+    grad = None if t._grad is None else (<Tensor>t._grad)._data
+    fields = (type(t), prefix, t._data, grad, t._requires_grad, t.op, t.a, t.b, t.c, t.x0,
               t.x1, t.aux)
     state = getattr(t, '__dict__', None)
     if state:
         return (restore_tensor, fields, state)
     return (restore_tensor, fields)
+
+
+cdef int _check_picklable(Tensor n) except -1:
+    """The shape ops added for PyTorch's API (after TOP_LOCAL) are not in the pickle format:
+    their graphs are refused when pickled (a leaf, or .detach(), pickles)."""
+    if n.op > TOP_LOCAL:
+        raise pickle.PicklingError(
+            f"cannot pickle a tensor whose recorded graph holds the op '{n._op}': pickle "
+            f"t.detach() (and recompute the graph after loading)")
+    return 0
 
 
 cdef list _inner_nodes_below(Tensor root):
@@ -88,8 +106,13 @@ cdef bint _is_float_array(object v):
 
 
 cdef bint _is_operand(object v):
-    """A saved elementwise operand: a float array or a Python float."""
-    return type(v) is float or _is_float_array(v)
+    """A saved elementwise operand: a float array or a Python number."""
+    return type(v) is float or type(v) is int or type(v) is bool or _is_float_array(v)
+
+
+cdef bint _is_value_array(object v):
+    """A leaf's value: an array of a dtype a tensor may hold."""
+    return type(v) is ndarray and v.dtype in _VALUE_DTYPES
 
 
 cdef bint _is_int(object v):
@@ -210,6 +233,24 @@ cdef int _check_node(uint8_t op, object data, Tensor a, Tensor b, Tensor c, obje
                and _is_float_array(aux[1]) and _is_float_array(aux[2])
                and aux[1].shape == x0.shape and aux[2].shape == x0.shape,
                "binary_cross_entropy parameters")
+    elif op == TOP_LOCAL:
+        _check((a is None) == (x0 is None) and (b is None) == (x1 is None)
+               and (x0 is None or _is_operand(x0)) and (x1 is None or _is_operand(x1)),
+               "local derivatives")
+        _check(type(aux) is tuple and len(aux) == 3 and type(aux[0]) is str, "local parameters")
+        kshape, axes = aux[1], aux[2]
+        if kshape is None:
+            _check(axes is None, "local parameters")
+            for d in (x0, x1):
+                _check(d is None or _broadcast(shape_of(d), shape) == shape, "local derivatives")
+        else:
+            _check(type(kshape) is tuple and all([_is_int(k) and k >= 0 for k in kshape])
+                   and int(np.prod(kshape)) == data.size and b is None and x1 is None,
+                   "local reduction parameters")
+            for ax in _axes_of(axes, len(kshape)):
+                _check(kshape[ax] == 1, "local reduction parameters")
+            _check(_is_float_array(x0) and x0.ndim == len(kshape)
+                   and _broadcast(x0.shape, kshape) == x0.shape, "local reduction derivative")
     else:
         # the ops of one input, which save it in x0
         _check(b is None and a is not None and _is_float_array(x0), "input")
@@ -225,12 +266,6 @@ cdef int _check_node(uint8_t op, object data, Tensor a, Tensor b, Tensor c, obje
             _check(type(aux) is tuple and len(aux) == 2 and _is_int(aux[1]) and aux[1] > 0,
                    "mean parameters")
             _kept_shape_of(aux[0], x0.shape, data.size)
-        elif op == TOP_MAX:
-            _check(type(aux) is tuple and len(aux) == 2, "max parameters")
-            kshape = _kept_shape_of(aux[0], x0.shape, data.size)
-            for ax in _axes_of(aux[1], x0.ndim):
-                _check(kshape[ax] == 1, "max parameters")
-            _check(x0.size > 0, "max of nothing")
         elif op == TOP_RESHAPE:
             _check(aux is None and x0.size == data.size, "reshape")
         elif op == TOP_TRANSPOSE:
@@ -259,7 +294,8 @@ def restore_tensor(cls, prefix, data, grad, requires_grad, op, a, b, c, x0, x1, 
     _check(isinstance(cls, type) and issubclass(cls, Tensor), "not a Tensor class")
     _check(prefix is None or type(prefix) is list, "prefix")
     _check(_is_int(op) and 0 <= op < TOP_COUNT, "op code")
-    _check(_is_float_array(data), "value (a float32/float64 array)")
+    _check(_is_float_array(data) or (op == TOP_LEAF and not requires_grad and
+                                     _is_value_array(data)), "value (an array of a tensor dtype)")
     _check(grad is None or (_is_float_array(grad) and grad.shape == data.shape), "gradient")
     _check(type(requires_grad) is bool, "requires_grad")
     for k in (a, b, c):
@@ -284,7 +320,7 @@ def restore_tensor(cls, prefix, data, grad, requires_grad, op, a, b, c, x0, x1, 
             aux = (key, basic)
     cdef Tensor t = <Tensor>Tensor.__new__(cls)
     t._data = data
-    t._grad = grad
+    t._grad = None if grad is None else wrap_grad(grad)
     t._requires_grad = requires_grad
     t.op = <uint8_t>op
     t.a = a

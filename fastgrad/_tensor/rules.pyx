@@ -46,15 +46,49 @@ cdef void _register(uint8_t op, _backward_fn backward, _tangent_fn tangent) noex
     _tangent_rules[op] = tangent
 
 
+# The ops whose rules read the node's own value (n._data): an in-place change of that value
+# after the op ran (under no_grad) makes their gradients wrong, so the sweeps refuse it.
+cdef bint _reads_value[TOP_COUNT]
+for _op in (TOP_DIV, TOP_POW, TOP_RELU, TOP_TANH, TOP_EXP, TOP_SIGMOID, TOP_SOFTMAX,
+            TOP_LOG_SOFTMAX):
+    _reads_value[_op] = True
+
+
+cdef int _check_saved(Tensor n) except -1:
+    """PyTorch's version check: the values n's rules read have not been changed in place since
+    n was recorded (RuntimeError otherwise)."""
+    cdef Tensor changed = None
+    cdef unsigned int expected = 0
+    if n.s0 is not None and n.s0._version != n.v0:
+        changed, expected = n.s0, n.v0
+    elif n.s1 is not None and n.s1._version != n.v1:
+        changed, expected = n.s1, n.v1
+    elif n._version != 0 and _reads_value[n.op]:
+        changed = n
+    else:
+        return 0
+    raise RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{changed.dtype} tensor of shape {list(changed._data.shape)}], "
+        f"which is used by {n._op}, is at version {changed._version}; expected version "
+        f"{expected} instead. Hint: the in-place change (an optimizer step, +=, x.data "
+        f"ops, ...) happened after the forward pass; run it after backward(), or compute "
+        f"on a clone().")
+
+
 cdef int backward_rule(Sweep s, Tensor n, object g) except -1:
     if n.op >= TOP_COUNT or _backward_rules[n.op] == NULL:  # pragma: no cover - nodes are
         raise RuntimeError(f"fastgrad: no backward rule for op {n.op}")  # checked when made
+    if n.s0 is not None or n.s1 is not None or n._version:
+        _check_saved(n)
     return _backward_rules[n.op](s, n, g)
 
 
 cdef object tangent_rule(Tensor n, object ta, object tb, object tc):
     if n.op >= TOP_COUNT or _tangent_rules[n.op] == NULL:  # pragma: no cover - as above
         raise RuntimeError(f"fastgrad: no tangent rule for op {n.op}")
+    if n.s0 is not None or n.s1 is not None or n._version:
+        _check_saved(n)
     return _tangent_rules[n.op](n, ta, tb, tc)
 
 
@@ -302,13 +336,24 @@ cdef object _pow_dy(object out, object x, object v):
     return _np_where(np_asarray(x) == 0, 0.0, dv)
 
 
+cdef object _pow_dx(object x, object y):
+    """d(x**y)/dx = y x**(y-1): 2x exactly for y == 2, and 0 where y == 0 (PyTorch's
+    convention, so 0**0 has gradient 0, not nan)."""
+    if type(y) is float or type(y) is int:
+        if y == 2:
+            return 2.0 * x
+        if y == 0:
+            return 0.0 * x
+        with _np_errstate(divide='ignore', invalid='ignore'):
+            return y * x ** (y - 1.0)
+    with _np_errstate(divide='ignore', invalid='ignore', over='ignore'):
+        d = y * x ** (y - 1.0)
+    return _np_where(np_asarray(y) == 0, 0.0, d)
+
+
 cdef int _pow_backward(Sweep s, Tensor n, object g) except -1:
     if n.a is not None:
-        y = n.x1
-        if type(y) is float and y == 2.0:
-            push(s, 0, g * 2.0 * n.x0, True)
-        else:
-            push(s, 0, g * y * n.x0 ** (y - 1.0), True)
+        push(s, 0, g * _pow_dx(n.x0, n.x1), True)
     if n.b is not None:
         push(s, 1, _pow_dy(n._data, n.x0, g), True)
     return 0
@@ -319,10 +364,7 @@ cdef object _pow_tangent(Tensor n, object ta, object tb, object tc):
     y = n.x1
     t = None
     if ta is not None:
-        if type(y) is float and y == 2.0:
-            t = ta * 2.0 * x
-        else:
-            t = ta * y * x ** (y - 1.0)
+        t = ta * _pow_dx(x, y)
     if tb is not None:
         t = _tplus(t, _pow_dy(n._data, x, tb))
     return t
@@ -417,26 +459,6 @@ cdef object _mean_tangent(Tensor n, object ta, object tb, object tc):
     return reduce_sum(ta, _kept_axes(n.aux[0]), True).reshape(n._data.shape) / n.aux[1]
 
 _register(TOP_MEAN, _mean_backward, _mean_tangent)
-
-# --- max: aux is (keepdims shape, axes); ties share the gradient evenly ----------------------
-
-cdef int _max_backward(Sweep s, Tensor n, object g) except -1:
-    kshape, axes = n.aux
-    mask = n.x0 == n._data.reshape(kshape)
-    count = mask.sum(axis=axes, keepdims=True)
-    push(s, 0, mask * (g.reshape(kshape) / count), True)
-    return 0
-
-
-cdef object _max_tangent(Tensor n, object ta, object tb, object tc):
-    # the mean of the tangents of the elements equal to the max: backward's even split
-    kshape, axes = n.aux
-    mask = n.x0 == n._data.reshape(kshape)
-    count = mask.sum(axis=axes, keepdims=True)
-    return (reduce_sum(mask * ta, axes, True) / count).reshape(n._data.shape)
-
-_register(TOP_MAX, _max_backward, _max_tangent)
-
 
 # ---------------------------------------------------------------------------------------------
 # Shape ops
@@ -725,6 +747,122 @@ cdef object _bce_tangent(Tensor n, object ta, object tb, object tc):
 
 _register(TOP_BCE, _bce_backward, _bce_tangent)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops with a diagonal Jacobian, and the shape ops added for PyTorch's API
+
+# --- local: any op that saved its derivatives in a and b (x0, x1) -----------------------------
+# aux = (name, kshape, axes): for a reduction, g is first given the value's keepdim shape
+# (kshape) so it broadcasts against the input; the tangent sums over the reduced axes.
+
+cdef int _local_backward(Sweep s, Tensor n, object g) except -1:
+    kshape = n.aux[1]
+    if kshape is not None:
+        g = g.reshape(kshape)
+    if n.a is not None:
+        push(s, 0, g * n.x0, True)
+    if n.b is not None:
+        push(s, 1, g * n.x1, True)
+    return 0
+
+
+cdef object _local_tangent(Tensor n, object ta, object tb, object tc):
+    t = None
+    if ta is not None:
+        t = ta * n.x0
+    if tb is not None:
+        t = _tplus(t, tb * n.x1)
+    axes = n.aux[2]
+    if axes is not None:
+        t = reduce_sum(t, axes, True).reshape(n._data.shape)
+    return t
+
+_register(TOP_LOCAL, _local_backward, _local_tangent)
+
+# --- gather: a[gather_index(x0, dim)] ---------------------------------------------------------
+
+cdef int _gather_backward(Sweep s, Tensor n, object g) except -1:
+    dim, shape = n.aux
+    gz = _np_zeros(shape, dtype=g.dtype)
+    _np_add_at(gz, gather_index(n.x0, dim), g)
+    push(s, 0, gz, True)
+    return 0
+
+
+cdef object _gather_tangent(Tensor n, object ta, object tb, object tc):
+    return np_asarray(ta)[gather_index(n.x0, n.aux[0])]
+
+_register(TOP_GATHER, _gather_backward, _gather_tangent)
+
+# --- cumsum along aux -------------------------------------------------------------------------
+
+cdef int _cumsum_backward(Sweep s, Tensor n, object g) except -1:
+    d = n.aux
+    push(s, 0, np.flip(np.cumsum(np.flip(g, d), axis=d), d), True)
+    return 0
+
+
+cdef object _cumsum_tangent(Tensor n, object ta, object tb, object tc):
+    return np.cumsum(_np_broadcast_to(ta, n._data.shape), axis=n.aux)
+
+_register(TOP_CUMSUM, _cumsum_backward, _cumsum_tangent)
+
+# --- expand: a broadcast (push sums the gradient back over the broadcast dims) -----------------
+
+cdef int _expand_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g, False)
+    return 0
+
+
+cdef object _expand_tangent(Tensor n, object ta, object tb, object tc):
+    return ta
+
+_register(TOP_EXPAND, _expand_backward, _expand_tangent)
+
+# --- repeat: a tiled reps times --------------------------------------------------------------
+
+cdef int _repeat_backward(Sweep s, Tensor n, object g) except -1:
+    reps, padded = n.aux
+    split = []
+    for r, k in zip(reps, padded):
+        split.append(r)
+        split.append(k)
+    push(s, 0, reduce_sum(g.reshape(split), tuple(range(0, 2 * len(reps), 2)), False)
+         .reshape(padded), True)
+    return 0
+
+
+cdef object _repeat_tangent(Tensor n, object ta, object tb, object tc):
+    reps, padded = n.aux
+    return np.tile(_np_broadcast_to(ta, n.a._data.shape).reshape(padded), reps)
+
+_register(TOP_REPEAT, _repeat_backward, _repeat_tangent)
+
+# --- flip along the axes in aux --------------------------------------------------------------
+
+cdef int _flip_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, np.flip(g, n.aux) if n.aux else g, False)
+    return 0
+
+
+cdef object _flip_tangent(Tensor n, object ta, object tb, object tc):
+    ta = _np_broadcast_to(ta, n._data.shape)
+    return np.flip(ta, n.aux) if n.aux else ta
+
+_register(TOP_FLIP, _flip_backward, _flip_tangent)
+
+# --- cast: a's value in another dtype (push casts the gradient back to a's dtype) -----------
+
+cdef int _cast_backward(Sweep s, Tensor n, object g) except -1:
+    push(s, 0, g, False)
+    return 0
+
+
+cdef object _cast_tangent(Tensor n, object ta, object tb, object tc):
+    return ta
+
+_register(TOP_CAST, _cast_backward, _cast_tangent)
 
 # ---------------------------------------------------------------------------------------------
 

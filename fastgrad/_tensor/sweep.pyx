@@ -73,23 +73,24 @@ cdef list _topo(Tensor root, Sweep s):
 
 cdef int _merge_into_leaf(Tensor leaf, object g, bint owned) except -1:
     """leaf.grad += g, as one atomic step for other threads: the sum is computed out of place
-    (numpy may release the GIL, or a warnings hook run Python code, during it) and stored only
-    if no other sweep stored a gradient meanwhile; otherwise it is computed again. (g has the
-    leaf's shape: push() checked it.)"""
+    (numpy may release the GIL, or a warnings hook run Python code, during it) into a new
+    gradient Tensor, stored only if no other sweep stored a gradient meanwhile; otherwise it is
+    computed again. (g has the leaf's shape: push() checked it.)"""
+    cdef Tensor old
     while True:
         old = leaf._grad
         if old is None:
             new = g if owned else g.copy()  # a leaf's .grad is the user's: never a shared view
-        elif old.shape != g.shape:
-            raise RuntimeError(f"backward(): the .grad of shape {old.shape} of a tensor of shape "
-                               f"{leaf._data.shape} cannot accumulate a gradient of shape "
+        elif old._data.shape != g.shape:
+            raise RuntimeError(f"backward(): the .grad of shape {old._data.shape} of a tensor of "
+                               f"shape {leaf._data.shape} cannot accumulate a gradient of shape "
                                f"{g.shape} (was its .data replaced?)")
         else:
-            new = old + g
+            new = old._data + g
             if type(new) is not ndarray:    # (0-d sums are numpy scalars)
                 new = np_asarray(new)
         if leaf._grad is old:       # nothing in between runs Python code or releases the GIL
-            leaf._grad = new
+            leaf._grad = wrap_grad(new)
             return 0
         if old is None and not owned:   # keep the copy for the next attempt
             g = new

@@ -60,7 +60,6 @@ cdef enum:
     TOP_MATMUL          # a @ b: x0, x1 the operands (numpy's matmul rules)
     TOP_SUM             # a.sum(axis): x0 the input; aux the keepdims shape of the result
     TOP_MEAN            # a.mean(axis): x0; aux (keepdims shape, count of elements averaged)
-    TOP_MAX             # a.max(axis): x0; aux (keepdims shape, axes)
     TOP_RESHAPE         # x0 the input (for its shape)
     TOP_TRANSPOSE       # x0; aux the inverse permutation
     TOP_INDEX           # a[key]: x0; aux (key, basic); key holds no Tensor or list
@@ -77,6 +76,18 @@ cdef enum:
     TOP_MSE             # a input, b target: x0 input - target; aux the element count
     TOP_CROSS_ENTROPY   # a logits: x0 shifted logits z, x1 integer targets; aux rows' logsumexp(z)
     TOP_BCE             # a input, b target: x0 p, x1 t; aux (count, clamped log p, clamped log 1-p)
+    TOP_LOCAL           # any op whose Jacobian is diagonal after broadcasting (elementwise math,
+                        # where, clamp, maximum, and reductions such as var, norm, logsumexp):
+                        # x0 = d value/d a, x1 = d value/d b (arrays or floats, computed when the
+                        # op ran, private); aux a LocalOp (its name, and for a reduction the
+                        # keepdim shape of the value and the reduced axes)
+    TOP_GATHER          # torch.gather(a, dim, index): x0 the index (a private intp array); aux
+                        # (dim, a's shape)
+    TOP_CUMSUM          # a.cumsum(dim): aux dim
+    TOP_EXPAND          # a broadcast to the value's shape (expand, broadcast_to): nothing saved
+    TOP_REPEAT          # a.repeat(*reps): aux (reps, a's shape padded with leading 1s to len(reps))
+    TOP_FLIP            # a.flip(dims): aux the dims
+    TOP_CAST            # a's value as another dtype (to, float, double, type_as): nothing saved
     TOP_COUNT           # the number of op codes
 
 # (tensor.pyx defines it @cython.no_gc, as explained above, with a freelist of 256 nodes)
@@ -90,6 +101,12 @@ cdef class Tensor:
     cdef bint _requires_grad    # ops on this tensor are recorded
     cdef uint64_t mark          # DFS marks (sweep.pyx): 2*epoch visited, 2*epoch+1 emitted
     cdef Py_ssize_t slot        # the node's position in the latest DFS's order (sweep.pyx)
+    cdef unsigned int _version  # in-place modifications of the value so far (PyTorch's _version)
+    cdef Tensor s0, s1          # the tensors whose values the op saved as x0, x1 (if the rules
+                                # read them: see saved_version_error), else None
+    cdef unsigned int v0, v1    # their _version when the op ran
+
+    cdef Tensor _cast(self, object dt, bint copy)    # self as dtype dt (recorded if floating)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,16 +116,28 @@ cdef tuple op_names                 # the op codes' names: 'leaf', 'add', ... (T
 cdef object ndarray                 # np.ndarray
 cdef object F64, F32                # np.dtype(np.float64), np.dtype(np.float32)
 cdef object Real                    # numbers.Real
+cdef object Integral                # numbers.Integral
+cdef object np_bool                 # np.bool_
 cdef object np_asarray              # np.asarray
 cdef object np_add_reduce           # np.add.reduce: what ndarray.sum calls, minus a wrapper
 cdef object np_max_reduce           # np.maximum.reduce
 
-# A float32/float64 ndarray from user data (float32 stays float32, any other real dtype becomes
-# float64; dtype, if given, must be one of the two); TypeError for anything else.
+# An ndarray of a supported dtype from user data by PyTorch's rules (Python floats -> the default
+# dtype, ints -> int64, bools -> bool; numpy data keeps its dtype), converted to dtype if given
+# (anything fastgrad.dtype's to_dtype accepts); TypeError for anything else.
+cdef object as_array(object data, object dtype, bint copy)
+# The same, floating: float32 stays float32, other dtypes become float64 unless dtype is given.
 cdef object as_float_array(object data, object dtype, bint copy)
-# An ndarray operand of an op as a plain float32/float64 array: float16 becomes float32 (as
-# PyTorch promotes float32 with float16), other real dtypes as as_float_array makes them.
+# The numpy dtype of a user's dtype argument.
+cdef object numpy_dtype(object dtype)
+# An ndarray operand of an op (not float32/float64) as a plain array of a supported dtype.
 cdef object operand_array(object o)
+# The dtype PyTorch's promotion gives an op on two payloads (arrays or Python numbers).
+cdef object result_dtype(object xv, object yv)
+# dim as a non-negative axis of a tensor with ndim dims (IndexError as PyTorch's if out of range)
+cdef int dim_index(object d, int ndim, str what) except -100
+# torch.gather's selection as a numpy index tuple (index idx along dim)
+cdef tuple gather_index(object idx, int dim)
 # True if an index key, as Tensor.__getitem__ stores it, never selects an element twice.
 cdef bint is_basic_key(object key)
 # axis (None, an int or a tuple, negatives allowed) as a sorted tuple of distinct axes.
@@ -142,14 +171,13 @@ cdef inline tuple shape_of(object v):
 
 
 cdef inline object operand(object o):
-    """The payload of an operator's operand: the array of a Tensor, a Python float for numbers,
-    a float array for ndarrays; None for anything else (the operator returns NotImplemented)."""
+    """The payload of an operator's operand: the array of a Tensor, a Python int, float or bool
+    for numbers, an ndarray of a supported dtype for arrays; None for anything else (the
+    operator returns NotImplemented)."""
     if isinstance(o, Tensor):
         return (<Tensor>o)._data
-    if type(o) is float:
+    if type(o) is float or type(o) is int or type(o) is bool:
         return o
-    if type(o) is int or type(o) is bool:
-        return float(o)
     if type(o) is ndarray:
         dt = o.dtype
         if dt is F64 or dt is F32:          # the common case, without the general checks
@@ -157,6 +185,10 @@ cdef inline object operand(object o):
         return operand_array(o)
     if isinstance(o, ndarray):
         return operand_array(o)
+    if isinstance(o, np_bool):
+        return bool(o)
+    if isinstance(o, Integral):
+        return int(o)
     if isinstance(o, Real):
         return float(o)
     return None
@@ -174,6 +206,11 @@ cdef inline Tensor new_tensor(object data):
     cdef Tensor t = Tensor.__new__(Tensor)
     t._data = data if type(data) is ndarray else np_asarray(data)
     return t
+
+
+cdef inline Tensor wrap_grad(object g):
+    """A gradient array as the Tensor that .grad returns."""
+    return new_tensor(g)
 
 
 cdef inline bint recording(Tensor a, Tensor b) noexcept:

@@ -67,7 +67,7 @@ def forward_grad(output, inputs):
     """
     inputs = list(inputs)
     if isinstance(output, Tensor):
-        if output.size != 1:
+        if output.numel() != 1:
             raise ValueError(f"forward_grad needs a one-element output, got shape {output.shape}")
         grads = []
         for x in inputs:

@@ -127,7 +127,7 @@ def _tensor_entries(f, inputs, eps, seed):
     probe = f(*inputs)
     if not isinstance(probe, Tensor):
         raise TypeError(f"gradcheck: f returned {type(probe).__name__}, not a Tensor")
-    if probe.size == 1:
+    if probe.numel() == 1:
         v = None
         scalar = probe.sum()
     else:
@@ -147,12 +147,12 @@ def _tensor_entries(f, inputs, eps, seed):
 
     def projected_output():
         with no_grad():
-            y = np.asarray(f(*inputs).data, dtype=np.float64)
+            y = np.asarray(f(*inputs).numpy(), dtype=np.float64)
         return float(y.sum() if v is None else (y * v).sum())
 
     entries = []
     for i, x in enumerate(inputs):
-        original = x.data
+        original = x.numpy()
         try:
             for element in np.ndindex(*original.shape):
                 moved = original.copy()

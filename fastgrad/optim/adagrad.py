@@ -22,7 +22,7 @@ class Adagrad(Optimizer):
     >>> opt = Adagrad([w], lr=0.5)
     >>> (w * w).sum().backward()
     >>> opt.step()
-    >>> np.round(w.data, 4).tolist()
+    >>> [round(v, 4) for v in w.tolist()]
     [0.5, -1.5]
     """
 

@@ -26,7 +26,7 @@ class Adam(Optimizer):
     ...     opt.zero_grad()
     ...     (w * w).sum().backward()
     ...     opt.step()
-    >>> np.round(w.data, 4).tolist()
+    >>> [round(v, 4) for v in w.tolist()]
     [0.7016, -1.7006]
     """
 
@@ -101,7 +101,7 @@ class AdamW(Adam):
     >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
     >>> (w * w).sum().backward()
     >>> opt.step()
-    >>> np.round(w.data, 6).tolist()
+    >>> [round(v, 6) for v in w.tolist()]
     [0.85, -1.8]
     """
 

@@ -26,9 +26,9 @@ __all__ = ["Optimizer", "param_arrays"]
 
 def param_arrays(p: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
     """A Tensor parameter's value and gradient as numpy arrays (gradient None if it has none),
-    to update in place. The one place that knows .data and .grad are arrays: if they become
-    Tensors, only this function changes."""
-    return p.data, p.grad
+    to update in place: the one place the optimizers reach the arrays behind .data and .grad."""
+    g = p.grad
+    return p.numpy(), (None if g is None else g.numpy())
 
 
 def _is_value(p: Any) -> bool:

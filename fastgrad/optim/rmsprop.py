@@ -21,7 +21,7 @@ class RMSprop(Optimizer):
     >>> opt = RMSprop([w], lr=0.01)
     >>> (w * w).sum().backward()
     >>> opt.step()
-    >>> np.round(w.data, 4).tolist()
+    >>> [round(v, 4) for v in w.tolist()]
     [0.9, -1.9]
     """
 

@@ -22,7 +22,7 @@ class SGD(Optimizer):
     >>> opt = SGD([w], lr=0.1)
     >>> (w * w).sum().backward()
     >>> opt.step()
-    >>> w.data.tolist()
+    >>> [round(v, 6) for v in w.tolist()]
     [0.8, -1.6]
     """
 

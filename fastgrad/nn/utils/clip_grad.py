@@ -63,7 +63,7 @@ def _vector_norm(x: np.ndarray, norm_type: float) -> np.ndarray:
 def get_total_norm(tensors: Iterable[Any], norm_type: float = 2.0,
                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> Tensor:
     """The norm of the norms of the given arrays or Tensors (torch.nn.utils.get_total_norm)."""
-    arrays = [t.data if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
+    arrays = [t.numpy() if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
     return _total_norm(arrays, norm_type, error_if_nonfinite)
 
 
@@ -84,7 +84,7 @@ def _total_norm(arrays: list[np.ndarray], norm_type: float,
 
 
 def _scale(grads: _Grads, max_norm: float, total_norm: Any) -> None:
-    total = total_norm.data if isinstance(total_norm, Tensor) else np.asarray(total_norm)
+    total = total_norm.numpy() if isinstance(total_norm, Tensor) else np.asarray(total_norm)
     with np.errstate(all="ignore"):     # a non-finite norm makes nans, silently as in torch
         for g in grads.arrays:
             # torch's order: max_norm / (norm + eps), clamped to 1, in the gradient's dtype
