@@ -24,8 +24,8 @@ from fastgrad._creation import (arange, as_tensor, bernoulli, empty, empty_like,
 from fastgrad._device import device
 from fastgrad._random import (Generator, default_generator, get_rng_state, initial_seed,
                               manual_seed, seed, set_rng_state)
-from fastgrad._tensor import (Tensor, cat, concatenate, enable_grad, inference_mode,
-                              is_grad_enabled, no_grad, set_grad_enabled, stack)
+from fastgrad._tensor import (Tensor, concatenate, enable_grad, inference_mode, is_grad_enabled,
+                              no_grad, set_grad_enabled, stack)
 from fastgrad._tensor.dtype import (bool, double, dtype, float, float16, float32, float64, half,
                                     int, int8, int16, int32, int64, long, short, uint8,
                                     get_default_dtype, set_default_dtype)
@@ -41,9 +41,8 @@ _dtype_names = ["dtype", "float32", "float64", "float16", "int64", "int32", "int
                 "get_default_dtype", "set_default_dtype"]
 
 __all__ = ["__version__", "Value", "record", "Tensor", "tensor", "no_grad", "enable_grad",
-           "set_grad_enabled", "inference_mode", "is_grad_enabled", "cat", "concatenate",
-           "stack", "save", "load", "nn", "optim", "autograd", "draw_dot", *_dtype_names,
-           *_function_names,
+           "set_grad_enabled", "inference_mode", "is_grad_enabled", "concatenate", "save",
+           "load", "nn", "optim", "autograd", "draw_dot", *_dtype_names, *_function_names,
            # creation and randomness (fastgrad/_creation.py, fastgrad/_random.py)
            "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like",
            "ones_like", "empty_like", "full_like", "arange", "linspace", "eye", "rand", "randn",

@@ -25,21 +25,7 @@ from fastgrad._tensor.dtype import get_default_dtype, set_default_dtype  # noqa:
 cat = concatenate  # PyTorch's name
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
-    """A new Tensor holding a copy of ``data`` (PyTorch's ``torch.tensor``).
-
-    >>> import fastgrad
-    >>> t = fastgrad.tensor([[1.0, 2.0]], requires_grad=True)
-    >>> t.shape, t.requires_grad, t.dtype
-    ((1, 2), True, fastgrad.float32)
-    """
-    t = Tensor(data, requires_grad=False, dtype=dtype)
-    if device is not None and getattr(device, "type", str(device)).split(":")[0] != "cpu":
-        raise RuntimeError(f"fastgrad runs on the CPU only: device {device!r} is not available")
-    return t.requires_grad_(requires_grad) if requires_grad else t
-
-
-__all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode",
+__all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode",
            "is_grad_enabled", "concatenate", "cat", "stack", "where", "linear", "mse_loss",
            "cross_entropy", "binary_cross_entropy", "tensor_jvp", "get_default_dtype",
            "set_default_dtype"]

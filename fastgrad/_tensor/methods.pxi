@@ -46,15 +46,10 @@ class GradFn:
 
 
 cdef int _check_device(object device) except -1:
-    """Accept the CPU (None, 'cpu', 'cpu:0', a device whose type is 'cpu'); RuntimeError
-    naming any other device."""
-    if device is None:
-        return 0
-    kind = getattr(device, 'type', device)
-    if isinstance(kind, str) and kind.split(':')[0] == 'cpu':
-        return 0
-    raise RuntimeError(f"fastgrad runs on the CPU only: device {device!r} is not available "
-                       f"(fastgrad.cuda.is_available() is False)")
+    """Accept the CPU; RuntimeError naming any other device (fastgrad._device.check_device)."""
+    if device is not None:
+        _device_check(device)
+    return 0
 
 
 cdef int _check_inplace(Tensor self, object other) except -1:
@@ -373,8 +368,7 @@ cdef class Tensor:
     @property
     def device(self):
         """Always the CPU."""
-        from fastgrad._device import device
-        return device('cpu')
+        return _CPU
 
     @property
     def is_cuda(self):
@@ -1684,9 +1678,9 @@ cdef class Tensor:
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
         """Fill with draws from N(mean, std**2)."""
         _check_inplace(self, None)
-        from fastgrad._random import numpy_generator
-        rng = numpy_generator(generator)
-        return _assign(self, rng.normal(mean, std, self._data.shape), True)
+        from fastgrad._random import draw_normal
+        return _assign(self, draw_normal(generator, self._data.shape, _float_value(
+            self._data).dtype, mean, std), True)
 
     def uniform_(self, a=0.0, b=1.0, *, generator=None, **bounds):
         """Fill with draws from U(from, to) (uniform_(from=0, to=1))."""
@@ -1695,9 +1689,9 @@ cdef class Tensor:
         b = bounds.pop('to', b)
         if bounds:
             raise TypeError(f"uniform_() got unexpected keyword arguments {sorted(bounds)}")
-        from fastgrad._random import numpy_generator
-        rng = numpy_generator(generator)
-        return _assign(self, rng.uniform(a, b, self._data.shape), True)
+        from fastgrad._random import draw_uniform
+        return _assign(self, draw_uniform(generator, self._data.shape, _float_value(
+            self._data).dtype, a, b), True)
 
     def __iadd__(self, other):
         if _autograd_inplace(self, other):

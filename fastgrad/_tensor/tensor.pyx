@@ -23,6 +23,8 @@ import operator
 
 import numpy as np
 
+from fastgrad._device import CPU as _CPU
+from fastgrad._device import check_device as _device_check
 from fastgrad._tensor import dtype as _dtypes
 
 # Shared with the other modules (declared in tensor.pxd)
