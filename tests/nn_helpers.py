@@ -50,3 +50,14 @@ def grads_close(ours, theirs):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
             close(p.grad, q.grad)
+
+
+def zeros(*shape, dtype=None, requires_grad=False):
+    """A Tensor of zeros (float32 unless dtype is given), as torch.zeros makes."""
+    np_dtype = np.float32 if dtype is None else np.dtype(dtype)
+    return fastgrad.tensor(np.zeros(shape, np_dtype), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None):
+    """A Tensor of ones (float32 unless dtype is given), as torch.ones makes."""
+    return fastgrad.tensor(np.ones(shape, np.float32 if dtype is None else np.dtype(dtype)))

@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastgrad
 import fastgrad.nn.functional as F
-from nn_helpers import close, pair, torch
+from nn_helpers import close, ones, pair, torch, zeros
 
 TF = torch.nn.functional
 
@@ -130,7 +130,7 @@ def test_dropout_float32_scale_is_computed_in_float32():
 
 
 def test_dropout_edge_cases():
-    x = fastgrad.ones(3, 4)
+    x = ones(3, 4)
     assert F.dropout(x, 0.5, training=False) is x
     assert F.dropout(x, 0.0) is x
     assert F.dropout(x, 1.0).tolist() == [[0.0] * 4] * 3
@@ -140,7 +140,7 @@ def test_dropout_edge_cases():
 
 
 def test_dropout_is_reproducible_from_the_seed():
-    x = fastgrad.ones(10, 10)
+    x = ones(10, 10)
     np.random.seed(7)
     first = F.dropout(x).numpy().copy()
     np.random.seed(7)
@@ -216,7 +216,7 @@ def test_pad_matches_torch(padding, mode, value):
 
 
 def test_pad_errors():
-    x = fastgrad.zeros(2, 3)
+    x = zeros(2, 3)
     with pytest.raises(RuntimeError, match="divisible by 2"):
         F.pad(x, (1,))
     with pytest.raises(RuntimeError, match="two times"):
@@ -266,7 +266,7 @@ def test_layer_norm_matches_torch(shape, normalized, affine):
 
 def test_layer_norm_shape_error():
     with pytest.raises(RuntimeError, match="normalized_shape"):
-        F.layer_norm(fastgrad.zeros(3, 4), (3,))
+        F.layer_norm(zeros(3, 4), (3,))
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
@@ -292,4 +292,4 @@ def test_batch_norm_matches_torch(shape, training):
 
 def test_batch_norm_needs_two_values_per_channel_in_training():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        F.batch_norm(fastgrad.zeros(1, 3), fastgrad.zeros(3), fastgrad.ones(3), training=True)
+        F.batch_norm(zeros(1, 3), zeros(3), ones(3), training=True)

@@ -10,7 +10,7 @@ import pytest
 
 import fastgrad
 from fastgrad import nn, optim
-from nn_helpers import close, copy_weights, grads_close, pair, torch
+from nn_helpers import close, copy_weights, grads_close, ones, pair, torch, zeros
 
 F64 = (fastgrad.float64, torch.float64)
 
@@ -136,7 +136,7 @@ def test_register_buffer_and_to():
             self.fc = nn.Linear(2, 2)
             self.register_buffer("scale", fastgrad.tensor([1.0, 2.0]))
             self.register_buffer("steps", fastgrad.tensor(0))
-            self.register_buffer("cache", fastgrad.zeros(2), persistent=False)
+            self.register_buffer("cache", zeros(2), persistent=False)
 
         def forward(self, x):
             return self.fc(x) * self.scale
@@ -145,7 +145,7 @@ def test_register_buffer_and_to():
     weight = net.fc.weight
     assert list(net.state_dict()) == ["scale", "steps", "fc.weight", "fc.bias"]
     assert [n for n, _ in net.named_buffers()] == ["scale", "steps", "cache"]
-    net(fastgrad.ones(1, 2)).sum().backward()
+    net(ones(1, 2)).sum().backward()
     assert net.to(fastgrad.float64) is net
     assert net.fc.weight is weight and weight.dtype == fastgrad.float64   # the same Parameter
     assert weight.grad.dtype == fastgrad.float64
@@ -155,7 +155,7 @@ def test_register_buffer_and_to():
     assert net.double().fc.bias.dtype == fastgrad.float64
     assert net.to("cpu") is net and net.cpu() is net
     assert net.to(device="cpu", dtype=fastgrad.float32).fc.weight.dtype == fastgrad.float32
-    assert net.to(fastgrad.zeros(1, dtype=fastgrad.float64)).fc.weight.dtype == \
+    assert net.to(zeros(1, dtype=fastgrad.float64)).fc.weight.dtype == \
         fastgrad.float64
     with pytest.raises(RuntimeError):
         net.to("cuda")
@@ -177,7 +177,7 @@ def test_apply_requires_grad_and_zero_grad():
                 m.weight.fill_(0.5)
     model.apply(init)
     assert np.all(model[2].weight.numpy() == 0.5)
-    model(fastgrad.ones(4, 2)).sum().backward()
+    model(ones(4, 2)).sum().backward()
     model.zero_grad(set_to_none=False)
     assert all(isinstance(p.grad, fastgrad.Tensor) and not p.grad.numpy().any()
                for p in model.parameters())
@@ -257,7 +257,7 @@ def test_embedding_init_padding_and_pretrained():
 def test_dropout_module_train_and_eval():
     np.random.seed(7)
     drop = nn.Dropout(0.5)
-    x = fastgrad.ones(1000)
+    x = ones(1000)
     out = drop(x)
     assert set(np.unique(out.numpy())) <= {0.0, 2.0} and 400 < (out.numpy() == 0).sum() < 600
     assert drop.eval()(x) is x
@@ -317,16 +317,16 @@ def test_batch_norm_module_train_then_eval_matches_torch(kwargs, shape):
 def test_batch_norm_input_checks():
     bn = nn.BatchNorm1d(3)
     with pytest.raises(ValueError, match="expected 2D or 3D input"):
-        bn(fastgrad.zeros(2, 3, 4, 5))
+        bn(zeros(2, 3, 4, 5))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        bn(fastgrad.zeros(1, 3))
+        bn(zeros(1, 3))
     with pytest.raises(RuntimeError):
-        bn(fastgrad.zeros(2, 4))
+        bn(zeros(2, 4))
     assert bn.num_batches_tracked.dtype == fastgrad.int64
 
 
 def test_flatten_unflatten_identity():
-    x = fastgrad.zeros(2, 3, 4, 5)
+    x = zeros(2, 3, 4, 5)
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 2)(x).shape == (24, 5)
     assert nn.Unflatten(1, (3, 20))(nn.Flatten()(x)).shape == (2, 3, 20)
@@ -346,7 +346,8 @@ def test_sequential_like_torchs():
     # the same operations on both; the results and the containers print the same after each
     ours, theirs = build(nn), build(torch.nn)
     steps = [lambda s, lib: s[1:], lambda s, lib: s[-1], lambda s, lib: s.append(lib.Sigmoid()),
-             lambda s, lib: s.insert(1, lib.ELU()), lambda s, lib: s.__delitem__(0),
+             lambda s, lib: s.__delitem__(0),      # numbers the rest, so torch can insert
+             lambda s, lib: s.insert(1, lib.ELU()),
              lambda s, lib: s.pop(1), lambda s, lib: s + lib.Sequential(lib.ReLU()),
              lambda s, lib: s.extend([lib.SiLU()])]
     for step in steps:
@@ -385,7 +386,7 @@ def test_module_list_and_dict_like_torchs():
 
 
 def test_parameter_list_and_dict():
-    ps = nn.ParameterList([nn.Parameter(fastgrad.zeros(2, 3)), fastgrad.ones(3)])
+    ps = nn.ParameterList([nn.Parameter(zeros(2, 3)), ones(3)])
     tps = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(2, 3)), torch.ones(3)])
     assert isinstance(ps[1], nn.Parameter) and len(ps) == 2
     assert repr(ps) == repr(tps).replace("torch.", "fastgrad.")
@@ -393,8 +394,8 @@ def test_parameter_list_and_dict():
     model = nn.Module()
     model.scales = ps
     assert list(model.state_dict()) == ["scales.0", "scales.1"]
-    pd = nn.ParameterDict({"w": fastgrad.ones(2)})
-    pd["b"] = nn.Parameter(fastgrad.zeros(1))
+    pd = nn.ParameterDict({"w": ones(2)})
+    pd["b"] = nn.Parameter(zeros(1))
     assert list(pd) == ["w", "b"] and isinstance(pd["w"], nn.Parameter)
     assert list(pd.state_dict()) == ["w", "b"] and len(list(pd.parameters())) == 2
     del pd["w"]

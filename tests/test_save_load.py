@@ -187,7 +187,7 @@ def test_arrays_load_into_torch_model():
     sd = fastgrad.load(buf)
     tmodel = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(),
                                  torch.nn.Linear(4, 2)).double()
-    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in sd.items()})
     x = np.random.default_rng(2).normal(size=(5, 3))
     expected = model(fastgrad.tensor(x)).data
     np.testing.assert_allclose(tmodel(torch.from_numpy(x)).detach().numpy(), expected,

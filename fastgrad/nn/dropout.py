@@ -17,7 +17,7 @@ class Dropout(Module):
     >>> drop = Dropout(0.25)
     >>> drop
     Dropout(p=0.25, inplace=False)
-    >>> x = fastgrad.ones(3)
+    >>> x = fastgrad.tensor([1.0, 2.0, 3.0])
     >>> drop.eval()(x) is x
     True
     """

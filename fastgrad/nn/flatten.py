@@ -15,7 +15,7 @@ class Flatten(Module):
     """Merges dimensions ``start_dim`` .. ``end_dim`` into one (by default all but the first).
 
     >>> import fastgrad
-    >>> Flatten()(fastgrad.zeros(2, 3, 4)).shape
+    >>> Flatten()(fastgrad.tensor([[[0.0] * 4] * 3] * 2)).shape
     (2, 12)
     >>> Flatten(0, 1)
     Flatten(start_dim=0, end_dim=1)
@@ -37,7 +37,7 @@ class Unflatten(Module):
     """Splits dimension ``dim`` into ``unflattened_size``.
 
     >>> import fastgrad
-    >>> Unflatten(1, (2, 5))(fastgrad.zeros(3, 10)).shape
+    >>> Unflatten(1, (2, 5))(fastgrad.tensor([[0.0] * 10] * 3)).shape
     (3, 2, 5)
     """
 

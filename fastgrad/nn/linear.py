@@ -40,8 +40,8 @@ class Linear(Module):
     Linear(in_features=3, out_features=2, bias=True)
     >>> lin.weight.shape, lin.bias.shape, lin.weight.dtype == fastgrad.float32
     ((2, 3), (2,), True)
-    >>> lin(fastgrad.ones(4, 3)).shape
-    (4, 2)
+    >>> lin(fastgrad.tensor([[1.0, 2.0, 3.0]])).shape
+    (1, 2)
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,

@@ -36,9 +36,9 @@ class Parameter(Tensor):
     default dtype.
 
     >>> import numpy as np
-    >>> a = np.array([1.0, 2.0])
-    >>> p = Parameter(Tensor(a))
-    >>> p.requires_grad, p.shape, np.shares_memory(p.numpy(), a)
+    >>> t = Tensor([1.0, 2.0])
+    >>> p = Parameter(t)
+    >>> p.requires_grad, p.shape, np.shares_memory(p.numpy(), t.numpy())
     (True, (2,), True)
     """
 
@@ -55,7 +55,7 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-class IncompatibleKeys(namedtuple("_IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+class _IncompatibleKeys(namedtuple("_IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """What load_state_dict returns: the keys it did not find, and the ones it did not use
     (printed as PyTorch prints it: ``_IncompatibleKeys(missing_keys=[], ...)``)."""
 
@@ -529,7 +529,7 @@ class Module:
                     target.copy_(source)
                 else:
                     target.data = source
-        return IncompatibleKeys(missing, unexpected)
+        return _IncompatibleKeys(missing, unexpected)
 
     # -- showing ---------------------------------------------------------------------------------
 
