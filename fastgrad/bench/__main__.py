@@ -18,14 +18,17 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from fastgrad.bench import scalar, tensor
+from fastgrad.bench import makemore, scalar, tensor
 from fastgrad.bench.common import fmt, machine, progress, run_worker, summarize
 
 COLUMNS = ["fastgrad", "reference", "micrograd", "torch"]
 TENSOR_ROWS = [
     ("regression", "tensor: regression MLP 1-128-128-1, batch 8"),
     ("digits", "tensor: digits MLP 64-128-10, batch 256"),
+    ("makemore", "tensor: makemore MLP emb 27x10, 30-200-27 tanh, batch 32"),
 ]
+# the tensor workloads that live in their own module (the rest are tensor.worker's configs)
+TENSOR_WORKERS = {"makemore": makemore.worker}
 
 
 def installed(dist: str) -> str | None:
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "scalar":
             result = scalar.worker(engine, workload, args.quick)
         else:
-            result = tensor.worker(workload, args.quick, args.threads)
+            result = TENSOR_WORKERS.get(workload, tensor.worker)(workload, args.quick,
+                                                                 args.threads)
         print(json.dumps(result))
         return 0
     report = measure(args.quick, not args.no_progress, args.threads, args.only)
