@@ -166,7 +166,7 @@ class ModuleList(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:  # type: ignore[misc, unused-ignore]
         return self.extend(modules)
 
     def __add__(self, other: Iterable[Module]) -> ModuleList:

@@ -715,7 +715,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     return _weighted_mean(losses.sum(), w)
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+def cross_entropy(input: Tensor, target: Tensor | np.ndarray, weight: Tensor | None = None,
                   size_average: bool | None = None, ignore_index: int = -100,
                   reduce: bool | None = None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:

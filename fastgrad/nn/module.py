@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -107,6 +107,11 @@ class Module:
     >>> [p.grad == 0 for p in f.parameters()]
     [True, True]
     """
+
+    if TYPE_CHECKING:
+        # registered parameters, buffers and submodules are attributes that mypy cannot see
+        # (torch's stubs declare the same)
+        def __getattr__(self, name: str) -> Any: ...
 
     training = True  # class default, so subclasses that skip __init__ have it too
     # name -> object registries, in registration order: instance attributes made on first use
@@ -506,7 +511,7 @@ class Module:
             if unexpected:
                 errors.append("Unexpected key(s) in state_dict: "
                               + ", ".join(f'"{k}"' for k in unexpected) + ". ")
-        copies = []
+        copies: list[tuple[Any, Any]] = []
         for name, target in targets.items():
             if name not in state_dict:
                 continue
