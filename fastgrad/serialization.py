@@ -33,6 +33,10 @@ import numpy as np
 
 from fastgrad._tensor import Tensor
 from fastgrad.nn.module import Parameter
+from fastgrad._tensor.dtype import _BY_NUMPY
+
+# the dtypes a Tensor may hold (fastgrad/_tensor/dtype.py)
+_TENSOR_DTYPES = frozenset(_BY_NUMPY)
 
 __all__ = ["save", "load", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -205,11 +209,13 @@ class _Reader:
                     raise _bad("a numpy scalar's array is not 0-d")
                 self.memo[key] = arr[()]
             else:
-                if arr.dtype not in (np.float32, np.float64):
+                if arr.dtype not in _TENSOR_DTYPES:
                     raise _bad(f"a Tensor of dtype {arr.dtype}")
                 rg, param = node.get("requires_grad"), node.get("parameter", False)
                 if type(rg) is not bool or type(param) is not bool:
                     raise _bad("a Tensor node's requires_grad or parameter is not a bool")
+                if rg and arr.dtype.kind != "f":
+                    raise _bad(f"a Tensor of dtype {arr.dtype} that requires grad")
                 self.memo[key] = (Parameter(arr, requires_grad=rg) if param
                                   else Tensor(arr, requires_grad=rg, dtype=arr.dtype))
         return self.memo[key]

@@ -385,10 +385,17 @@ def test_missing_member_named():
         fastgrad.load(_zip(_index(ARRAY)))
 
 
-def test_tensor_of_int_dtype_refused():
-    node = {"type": "tensor", "member": "arrays/0.npy", "requires_grad": False}
+def test_tensor_of_int_dtype_that_requires_grad_refused():
+    # integer tensors load (buffers, labels), but only floating ones can require grad
+    node = {"type": "tensor", "member": "arrays/0.npy", "requires_grad": True}
     with pytest.raises(CheckpointError, match="int64"):
         fastgrad.load(_zip(_index(node), [("arrays/0.npy", _npy(np.arange(3)))]))
+    node = {"type": "tensor", "member": "arrays/0.npy", "requires_grad": False}
+    assert fastgrad.load(_zip(_index(node), [("arrays/0.npy", _npy(np.arange(3)))])).tolist() \
+        == [0, 1, 2]
+    node = {"type": "tensor", "member": "arrays/0.npy", "requires_grad": False}
+    with pytest.raises(CheckpointError, match="uint16"):
+        fastgrad.load(_zip(_index(node), [("arrays/0.npy", _npy(np.arange(3, dtype=np.uint16)))]))
 
 
 def test_object_array_member_refused_without_unpickling(monkeypatch):
@@ -436,3 +443,20 @@ def test_bad_npy_members():
                    b"garbage" * 10):
         with pytest.raises(CheckpointError):
             fastgrad.load(_zip(_index(ARRAY), [("arrays/0.npy", member)]))
+
+
+def test_integer_and_bool_tensors_and_batchnorm_buffers_roundtrip(tmp_path):
+    # BatchNorm1d's num_batches_tracked is an int64 buffer; masks are bool tensors
+    bn = fastgrad.nn.BatchNorm1d(3)
+    bn(fastgrad.randn(4, 3))
+    state = {"bn": bn.state_dict(), "mask": fastgrad.tensor([True, False]),
+             "labels": fastgrad.tensor([3, 1], dtype=fastgrad.int32)}
+    fastgrad.save(state, tmp_path / "ckpt.pt")
+    back = fastgrad.load(tmp_path / "ckpt.pt")
+    assert back["bn"]["num_batches_tracked"].dtype == fastgrad.int64
+    assert back["bn"]["num_batches_tracked"].item() == 1
+    assert back["mask"].dtype == fastgrad.bool and back["mask"].tolist() == [True, False]
+    assert back["labels"].dtype == fastgrad.int32 and back["labels"].tolist() == [3, 1]
+    fresh = fastgrad.nn.BatchNorm1d(3)
+    fresh.load_state_dict(back["bn"])
+    assert fresh.running_mean.tolist() == bn.running_mean.tolist()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _torch_compare import LIBS, check, check_raises, core_gap, rand
+from _torch_compare import LIBS, check, check_raises, rand
 
 X = rand((2, 3, 4), seed=1)
 
@@ -263,12 +263,7 @@ def test_setitem_values_on_plain_tensors(kind):
     check(fn, X, rand((3, 4), seed=5), grad=False)
 
 
-_SETITEM_GAP = core_gap("x[key] = value where value requires grad is not recorded "
-                        "(NotImplementedError)")
-
-
-@pytest.mark.parametrize("kind", [k if k in ("int", "mask_scalar", "slice_scalar") else
-                                  pytest.param(k, marks=_SETITEM_GAP) for k in sorted(SETITEM)])
+@pytest.mark.parametrize("kind", sorted(SETITEM))
 def test_setitem_on_a_non_leaf_passes_gradients(kind):
     # the overwritten entries get no gradient from x; the written value gets theirs
     def fn(lib, x, v):

@@ -149,6 +149,35 @@ cdef Tensor _rebase(Tensor self, object result):
     return self
 
 
+cdef Tensor _put_recorded(Tensor self, object key, Tensor value):
+    """self with value written at key, recorded so that gradients reach both: value, broadcast
+    and flattened, plus one zero, is gathered by a map of self's shape (each written entry
+    names its element of value, every other entry the zero), and where() picks self's entries
+    outside the key and the gathered ones inside."""
+    x = self._data
+    try:
+        target_shape = np.shape(x[key])
+        written = np.zeros(x.shape, dtype=bool)
+        written[key] = True
+        positions = np.full(x.shape, -1, dtype=np.intp)
+        n = int(np.prod(target_shape))
+        positions[key] = np.arange(n).reshape(target_shape)
+    except IndexError as exc:
+        raise IndexError(f"index out of range: {exc}") from None
+    except ValueError as exc:
+        raise RuntimeError(f"__setitem__: shape mismatch: {exc}") from None
+    positions[~written] = n
+    try:
+        spread = value.expand(target_shape) if value._data.shape != target_shape else value
+    except RuntimeError:
+        raise RuntimeError(f"__setitem__: shape mismatch: value of shape "
+                           f"{list(value._data.shape)} cannot be broadcast to indexing result "
+                           f"of shape {list(target_shape)}") from None
+    from fastgrad._tensor.functional import concatenate
+    pool = concatenate([spread.reshape(-1).to(x.dtype), np.zeros(1, x.dtype)])
+    return where(new_tensor(~written), self, pool[positions])
+
+
 cdef Tensor _filled(Tensor self, object values, object source, str name):
     """The recorded result of overwriting self with values (broadcast): no gradient to self's
     old value, and all of it to source if that is a tensor requiring grad."""
@@ -1745,8 +1774,8 @@ cdef class Tensor:
         v = _as_operand(value, '__setitem__')
         if rebase:
             if isinstance(value, Tensor) and (<Tensor>value)._requires_grad:
-                raise NotImplementedError("x[key] = value where value requires grad is not "
-                                          "recorded: build the tensor with cat/stack/where")
+                _rebase(self, _put_recorded(self, key, <Tensor>value))
+                return
             x = self._data
             new = x.copy()
             kept = np.ones(x.shape, dtype=x.dtype)

@@ -79,8 +79,10 @@ cdef int _check_saved(Tensor n) except -1:
 cdef int backward_rule(Sweep s, Tensor n, object g) except -1:
     if n.op >= TOP_COUNT or _backward_rules[n.op] == NULL:  # pragma: no cover - nodes are
         raise RuntimeError(f"fastgrad: no backward rule for op {n.op}")  # checked when made
-    if n.s0 is not None or n.s1 is not None or n._vc is not None or n._nver:
-        _check_saved(n)
+    if ((n.s0 is not None and version_of(n.s0) != n.v0) or
+            (n.s1 is not None and version_of(n.s1) != n.v1) or
+            (n.vself != version_of(n) and _reads_value[n.op])):
+        _check_saved(n)         # raises
     return _backward_rules[n.op](s, n, g)
 
 
