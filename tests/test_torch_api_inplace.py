@@ -365,3 +365,19 @@ def test_inplace_type_errors_as_torch():
     def bad_broadcast(lib, t):
         t.add_(lib.tensor([[1.0], [2.0], [3.0]], dtype=lib.float64))
     check_raises(RuntimeError, bad_broadcast, np.zeros(3))
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_inplace_on_a_node_an_unpickled_graph_uses_is_refused_or_recorded(lib):
+    # the parents of an unpickled graph count as users of its nodes: fastgrad refuses the
+    # in-place op at once rather than rewrite a history they depend on
+    import pickle
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3.0
+    out = h * h
+    if lib is torch:
+        return              # torch cannot pickle non-leaf graphs
+    out2 = pickle.loads(pickle.dumps(out))
+    h2 = out2._prev[0]
+    with pytest.raises(RuntimeError, match="already use"):
+        h2.add_(1.0)

@@ -329,6 +329,11 @@ def restore_tensor(cls, prefix, data, grad, requires_grad, op, a, b, c, x0, x1, 
     t.x0 = x0
     t.x1 = x1
     t.aux = aux
+    # the children's parent counts, as record() keeps them (in-place ops rely on them)
+    kids = x0 if (t.op == TOP_CONCAT or t.op == TOP_STACK) else (a, b, c)
+    for k in kids:
+        if k is not None:
+            (<Tensor>k)._parents += 1
     return t
 
 
