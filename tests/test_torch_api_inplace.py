@@ -381,3 +381,23 @@ def test_inplace_on_a_node_an_unpickled_graph_uses_is_refused_or_recorded(lib):
     h2 = out2._prev[0]
     with pytest.raises(RuntimeError, match="already use"):
         h2.add_(1.0)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_optimizer_step_counts_as_an_inplace_change(lib):
+    # backward through a graph after optimizer.step() changed a weight it saved raises, as in
+    # PyTorch; a weight whose value no rule reads (x needs no gradient) is fine
+    w = lib.nn.Parameter(lib.ones(3, 2, dtype=lib.float64))
+    opt = lib.optim.SGD([w], lr=0.1)
+    x = lib.ones(4, 3, dtype=lib.float64)
+    out = (x @ w).tanh().sum()
+    out.backward(retain_graph=True)
+    opt.step()
+    out.backward()
+    assert w._version >= 1
+    x = lib.ones(4, 3, dtype=lib.float64, requires_grad=True)
+    out = (x @ w).sum()
+    out.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()

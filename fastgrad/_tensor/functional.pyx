@@ -127,8 +127,10 @@ def linear(x, weight, bias=None):
         t.c = cc
         if cc is not None:
             cc._parents += 1
-        t.s0, t.v0 = tx, version_of(tx)     # the rules read both values (tensor.pxd)
-        t.s1, t.v1 = tw, version_of(tw)
+        if cb is not None:                  # the weight's gradient reads the input
+            t.s0, t.v0 = tx, version_of(tx)
+        if ca is not None:                  # the input's gradient reads the weight
+            t.s1, t.v1 = tw, version_of(tw)
     return t
 
 

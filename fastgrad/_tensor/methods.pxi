@@ -569,6 +569,11 @@ cdef class Tensor:
         """The name of the node's op code ('local' for every op with a diagonal Jacobian)."""
         return op_names[self.op]
 
+    def _bump_version(self):
+        """Count an in-place change made to .numpy()'s array from outside the Tensor methods
+        (the optimizers' updates), as PyTorch's in-place ops count theirs."""
+        bump_version(self)
+
     @property
     def _version(self):
         """How many in-place ops changed the value (PyTorch's version counter)."""

@@ -234,10 +234,15 @@ cdef object _binary(uint8_t op, object x, object y):
     if recording(a, b):
         if op == TOP_ADD or op == TOP_SUB:
             xv = yv = None          # backward needs no operand values
+        # the values the rules will read, given which inputs get a gradient (as PyTorch saves
+        # them): a * b reads b for a's gradient and a for b's; a / b reads b; a ** b reads a,
+        # and b for a's gradient
         elif op == TOP_DIV:
             _save(t, None, y)
+        elif op == TOP_POW:
+            _save(t, x, y if a is not None else None)
         else:
-            _save(t, x, y)
+            _save(t, x if b is not None else None, y if a is not None else None)
         record(t, op, a, b, xv, yv, None)
     return t
 

@@ -181,6 +181,7 @@ class Optimizer:
                 if block is None or isinstance(p, Tensor):    # no Values: all Tensors
                     data, grad = param_arrays(p)
                     if grad is not None:
+                        p._bump_version()   # an in-place update, as PyTorch's step counts it
                         params.append(data)
                         grads.append(grad)
                         states.append(state_of[p])
