@@ -4,12 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.init as tinit
 from hypothesis import given, settings, strategies as st
 
 import fastgrad
 from fastgrad.nn import init
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
+tinit = torch.nn.init
 
 NONLINEARITIES = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                   "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]

@@ -8,11 +8,12 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings, strategies as st
 
 import fastgrad
 from fastgrad import _creation, _random
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
 from fastgrad._device import check_device
 
 NP = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,

@@ -4,11 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-import torch.utils.data as tud
 
 import fastgrad
 import fastgrad.utils.data as fud
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed: comparisons skipped")
+tud = torch.utils.data
 
 
 def same_error(ours, theirs):
