@@ -100,6 +100,9 @@ def _linear_weights(n_in: int, n_out: int, factor: float | None, align_corners: 
                     dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i0, i1, w0, w1): output j = w0[j] * x[i0[j]] + w1[j] * x[i1[j]]."""
     t = dtype.type
+    if n_out == n_in:   # PyTorch copies, whatever the scale factor says
+        same = np.arange(n_out)
+        return same, same, np.ones(n_out, dtype), np.zeros(n_out, dtype)
     if align_corners:
         scale = t(n_in - 1) / t(n_out - 1) if n_out > 1 else t(0)
         src = scale * np.arange(n_out).astype(dtype)
@@ -107,9 +110,9 @@ def _linear_weights(n_in: int, n_out: int, factor: float | None, align_corners: 
         scale = _scale(factor, n_in, n_out, t)
         src = scale * (np.arange(n_out).astype(dtype) + t(0.5)) - t(0.5)
         src = np.maximum(src, t(0))
-    i0 = src.astype(np.int64)               # truncation, as the C++ cast (src >= 0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = i0 + (i0 < n_in - 1)
-    w1 = (src - i0.astype(dtype)).astype(dtype)
+    w1 = np.clip(src - i0.astype(dtype), t(0), t(1)).astype(dtype)
     w0 = (t(1) - w1).astype(dtype)
     return i0, i1, w0, w1
 
