@@ -9,6 +9,7 @@ import numpy as np
 import fastgrad
 
 from fastgrad import Tensor, no_grad
+from fastgrad._tensor import conv
 from fastgrad.nn import functional as F
 
 
@@ -176,4 +177,35 @@ def functional_pairs(torch, rng):
         (lambda z: F.log_softmax(z, 0), lambda z: tf.log_softmax(z, 0), [y]),
     ]
     pairs += [(getattr(F, name), getattr(torch, name), [y]) for name in ["relu", "tanh", "sigmoid"]]
-    return pairs
+    return pairs + window_pairs(torch, rng)
+
+
+def window_pairs(torch, rng):
+    """The window ops of fastgrad._tensor.conv (convolutions, unfold/fold, pooling) with the
+    same in torch: strides, padding, dilation and groups that differ per axis."""
+    tf = torch.nn.functional
+    img = rng.standard_normal((2, 4, 7, 6))
+    w, b = rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)
+    wt = rng.standard_normal((4, 3, 2, 3))
+    cols = rng.standard_normal((2, 4 * 6, 12))
+    return [
+        (lambda x, w, b: conv.conv2d(x, w, b, (2, 1), (1, 1, 0, 0), (1, 2), 2),
+         lambda x, w, b: tf.conv2d(x, w, b, (2, 1), (1, 0), (1, 2), 2), [img, w, b]),
+        (lambda x, w: conv.conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+         lambda x, w: tf.conv2d(x, w), [img, w.reshape(3, 4, 3, 2)]),
+        (lambda x, w, b: conv.conv_transpose2d(x, w, b, (2, 1), (1, 0), (1, 0), 2, (1, 2)),
+         lambda x, w, b: tf.conv_transpose2d(x, w, b, (2, 1), (1, 0), (1, 0), 2, (1, 2)),
+         [img, wt, b]),
+        (lambda x: conv.unfold(x, (3, 2), (1, 2), (1, 0), (2, 1)),
+         lambda x: tf.unfold(x, (3, 2), (1, 2), (1, 0), (2, 1)), [img]),
+        (lambda c: conv.fold(c, (5, 6), (3, 2), (1, 1), (0, 1), (1, 2)),
+         lambda c: tf.fold(c, (5, 6), (3, 2), (1, 1), (0, 1), (1, 2)), [cols[:, :, :]]),
+        (lambda x: conv.max_pool2d(x, (3, 2), (2, 1), (1, 1), (1, 2), True)[0],
+         lambda x: tf.max_pool2d(x, (3, 2), (2, 1), (1, 1), (1, 2), True), [img]),
+        (lambda x: conv.adaptive_max_pool2d(x, (3, 4))[0],
+         lambda x: tf.adaptive_max_pool2d(x, (3, 4)), [img]),
+        (lambda x: conv.avg_pool2d(x, (3, 2), (2, 2), (1, 1), True, False, None),
+         lambda x: tf.avg_pool2d(x, (3, 2), (2, 2), (1, 1), True, False), [img]),
+        (lambda x: conv.adaptive_avg_pool2d(x, (4, 5)),
+         lambda x: tf.adaptive_avg_pool2d(x, (4, 5)), [img]),
+    ]

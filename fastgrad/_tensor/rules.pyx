@@ -19,8 +19,11 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
 from fastgrad._memory cimport capacity_for
+from fastgrad._tensor.conv cimport channels_by_batch, conv_gemm, transpose_columns
 from fastgrad._tensor.loops cimport cross_entropy_grad, colsum, relu_mask
 from fastgrad._tensor.tensor cimport *
+from fastgrad._tensor.windows cimport (BATCH_LAYOUT, CONV_LAYOUT, Grid2d, col2im, grid_from,
+                                       im2col, pool_avg, pool_avg_grad, pool_max_grad)
 
 import numpy as np
 
@@ -865,6 +868,164 @@ cdef object _cast_tangent(Tensor n, object ta, object tb, object tc):
     return ta
 
 _register(TOP_CAST, _cast_backward, _cast_tangent)
+
+# ---------------------------------------------------------------------------------------------
+# The window ops of convolutional nets (conv.pyx; the loops are windows.pyx's)
+
+cdef object _np_matmul = np.matmul
+cdef object _np_take_along_axis = np.take_along_axis
+cdef object _np_ascontiguousarray = np.ascontiguousarray
+
+
+cdef object _channel_bias_tangent(object t, object tc, tuple shape):
+    """t (or zeros if None) plus a bias tangent tc (O,) along the channels of shape."""
+    if tc is None:
+        return t
+    tcb = _np_broadcast_to(tc, (shape[1],)).reshape(1, -1, 1, 1)
+    return tcb + (_np_zeros(shape, dtype=tc.dtype) if t is None else t)
+
+
+# --- conv2d: a input, b weight, c bias; x0 the input's columns, x1 the weight; aux (geometry,
+# groups). Forward: y = W @ cols (one GEMM per group); backward: W^T @ g -> col2im, g @ cols^T.
+
+cdef int _conv_backward(Sweep s, Tensor n, object g) except -1:
+    geometry, groups = n.aux
+    cdef Grid2d grid = grid_from(geometry)
+    cdef Py_ssize_t nb = g.shape[0], o = g.shape[1], og = o // groups
+    cdef Py_ssize_t cols_n = nb * grid.oh * grid.ow
+    g2 = g.reshape(nb, o, -1).transpose(1, 0, 2).reshape(o, cols_n)
+    if n.a is not None:
+        w2 = n.x1.reshape(groups, og, -1)
+        gcols = w2[0].T @ g2 if groups == 1 else \
+            _np_matmul(w2.transpose(0, 2, 1), g2.reshape(groups, og, cols_n))
+        push(s, 0, col2im(gcols.reshape(-1, cols_n), &grid, nb, CONV_LAYOUT), True)
+    if n.b is not None:
+        cols = n.x0
+        gw = g2 @ cols.T if groups == 1 else \
+            _np_matmul(g2.reshape(groups, og, cols_n),
+                       cols.reshape(groups, -1, cols_n).transpose(0, 2, 1))
+        push(s, 1, gw.reshape(o, grid.C // groups, grid.kh, grid.kw), True)
+    if n.c is not None:
+        push(s, 2, reduce_sum(g, (0, 2, 3), False), True)
+    return 0
+
+
+cdef object _conv_tangent(Tensor n, object ta, object tb, object tc):
+    geometry, groups = n.aux
+    cdef Grid2d grid = grid_from(geometry)
+    shape = n._data.shape
+    cdef Py_ssize_t nb = shape[0], positions = grid.oh * grid.ow
+    t = None
+    if ta is not None:
+        cols = im2col(_np_broadcast_to(ta, n.a._data.shape), &grid, CONV_LAYOUT)
+        t = conv_gemm(cols, n.x1, groups, nb, positions)
+    if tb is not None:
+        t = _tplus(t, conv_gemm(n.x0, _np_broadcast_to(tb, n.b._data.shape), groups, nb,
+                                positions))
+    if t is not None:
+        t = t.reshape(shape)
+    return _channel_bias_tangent(t, tc, shape)
+
+_register(TOP_CONV, _conv_backward, _conv_tangent)
+
+# --- conv_transpose2d: x0 the input as (C, N*H*W), x1 the weight (C, O // groups, kh, kw); aux
+# (geometry of the convolution it transposes, groups, C). Forward: col2im(W^T @ x); backward:
+# im2col(g), then W @ cols and x @ cols^T.
+
+cdef int _conv_transpose_backward(Sweep s, Tensor n, object g) except -1:
+    geometry, groups, c = n.aux
+    cdef Grid2d grid = grid_from(geometry)
+    cdef Py_ssize_t nb = g.shape[0], cg = c // groups
+    gcols = im2col(g, &grid, CONV_LAYOUT)           # (O*kh*kw, N*H*W)
+    cdef Py_ssize_t cols_n = gcols.shape[1]
+    gcols3 = gcols.reshape(groups, -1, cols_n)
+    if n.a is not None:
+        w3 = n.x1.reshape(groups, cg, -1)
+        gx = w3[0] @ gcols if groups == 1 else _np_matmul(w3, gcols3)
+        gx = gx.reshape(c, nb, grid.oh, grid.ow).transpose(1, 0, 2, 3)
+        push(s, 0, _np_ascontiguousarray(gx), True)
+    if n.b is not None:
+        x3 = n.x0.reshape(groups, cg, cols_n)
+        gw = n.x0 @ gcols.T if groups == 1 else _np_matmul(x3, gcols3.transpose(0, 2, 1))
+        push(s, 1, gw.reshape(c, grid.C // groups, grid.kh, grid.kw), True)
+    if n.c is not None:
+        push(s, 2, reduce_sum(g, (0, 2, 3), False), True)
+    return 0
+
+
+cdef object _conv_transpose_tangent(Tensor n, object ta, object tb, object tc):
+    geometry, groups, c = n.aux
+    cdef Grid2d grid = grid_from(geometry)
+    shape = n._data.shape
+    cols = None
+    if ta is not None:
+        xcols = channels_by_batch(_np_broadcast_to(ta, n.a._data.shape))
+        cols = transpose_columns(xcols, n.x1, groups)
+    if tb is not None:
+        cols = _tplus(cols, transpose_columns(n.x0, _np_broadcast_to(tb, n.b._data.shape),
+                                              groups))
+    t = None if cols is None else col2im(cols, &grid, shape[0], CONV_LAYOUT)
+    return _channel_bias_tangent(t, tc, shape)
+
+_register(TOP_CONV_TRANSPOSE, _conv_transpose_backward, _conv_transpose_tangent)
+
+# --- unfold and fold: adjoint pairs of im2col and col2im; aux the geometry -------------------
+
+cdef int _unfold_backward(Sweep s, Tensor n, object g) except -1:
+    cdef Grid2d grid = grid_from(n.aux)
+    push(s, 0, col2im(g, &grid, g.shape[0], BATCH_LAYOUT), True)
+    return 0
+
+
+cdef object _unfold_tangent(Tensor n, object ta, object tb, object tc):
+    cdef Grid2d grid = grid_from(n.aux)
+    return im2col(_np_broadcast_to(ta, n.a._data.shape), &grid, BATCH_LAYOUT)
+
+_register(TOP_UNFOLD, _unfold_backward, _unfold_tangent)
+
+
+cdef int _fold_backward(Sweep s, Tensor n, object g) except -1:
+    cdef Grid2d grid = grid_from(n.aux)
+    push(s, 0, im2col(g, &grid, BATCH_LAYOUT), True)
+    return 0
+
+
+cdef object _fold_tangent(Tensor n, object ta, object tb, object tc):
+    cdef Grid2d grid = grid_from(n.aux)
+    ta = _np_broadcast_to(ta, n.a._data.shape)
+    return col2im(ta, &grid, ta.shape[0], BATCH_LAYOUT)
+
+_register(TOP_FOLD, _fold_backward, _fold_tangent)
+
+# --- max pooling: x0 the flat indices of the maxima in each plane; aux the input's shape -----
+
+cdef int _max_pool_backward(Sweep s, Tensor n, object g) except -1:
+    shape = n.aux
+    push(s, 0, pool_max_grad(g, n.x0, shape[2], shape[3]), True)
+    return 0
+
+
+cdef object _max_pool_tangent(Tensor n, object ta, object tb, object tc):
+    shape = n.aux
+    idx = n.x0
+    ta = _np_broadcast_to(ta, shape).reshape(shape[0], shape[1], -1)
+    return _np_take_along_axis(ta, idx.reshape(shape[0], shape[1], -1), 2).reshape(idx.shape)
+
+_register(TOP_MAX_POOL, _max_pool_backward, _max_pool_tangent)
+
+# --- average pooling: aux (hstart, hcount, wstart, wcount, divisor, H, W) --------------------
+
+cdef int _avg_pool_backward(Sweep s, Tensor n, object g) except -1:
+    hs, hc, ws, wc, divisor, h, w = n.aux
+    push(s, 0, pool_avg_grad(g, hs, hc, ws, wc, divisor, h, w), True)
+    return 0
+
+
+cdef object _avg_pool_tangent(Tensor n, object ta, object tb, object tc):
+    hs, hc, ws, wc, divisor, h, w = n.aux
+    return pool_avg(_np_broadcast_to(ta, n.a._data.shape), hs, hc, ws, wc, divisor)
+
+_register(TOP_AVG_POOL, _avg_pool_backward, _avg_pool_tangent)
 
 # ---------------------------------------------------------------------------------------------
 

@@ -88,6 +88,18 @@ cdef enum:
     TOP_REPEAT          # a.repeat(*reps): aux (reps, a's shape padded with leading 1s to len(reps))
     TOP_FLIP            # a.flip(dims): aux the dims
     TOP_CAST            # a's value as another dtype (to, float, double, type_as): nothing saved
+    TOP_CONV            # conv2d (conv.pyx): a input, b weight, c bias; x0 the input's columns
+                        # (im2col, CONV_LAYOUT: windows.pxd) if b, x1 the weight's value if a;
+                        # aux (geometry tuple: windows.pxd's Grid2d, groups)
+    TOP_CONV_TRANSPOSE  # conv_transpose2d: a, b, c as conv; x0 the input as (C, N*H*W) if b,
+                        # x1 the weight's value if a; aux (geometry of the convolution it
+                        # transposes: the image is the output, groups, input channels)
+    TOP_UNFOLD          # F.unfold: aux the geometry
+    TOP_FOLD            # F.fold: aux the geometry
+    TOP_MAX_POOL        # max_pool2d, adaptive_max_pool2d: x0 the flat indices (private int64);
+                        # aux the input's shape
+    TOP_AVG_POOL        # avg_pool2d, adaptive_avg_pool2d: aux (hstart, hcount, wstart, wcount,
+                        # divisor, H, W): the windows (windows.pxd) and the (oh, ow) divisors
     TOP_COUNT           # the number of op codes
 
 # PyTorch's version counter: how many in-place ops changed a value. Tensors that share memory

@@ -1,0 +1,2 @@
+"""fastgrad/_tensor/windows.pyx has no Python API: conv.pyx and rules.pyx cimport its loops
+(windows.pxd)."""

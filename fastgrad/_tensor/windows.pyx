@@ -1,0 +1,384 @@
+# cython: boundscheck=True, wraparound=True
+# (indexing of Python objects stays checked in the tensor engine: see tensor.pxd; the loops
+# below run over raw pointers whose extents each entry point checks first)
+# Sliding-window loops for convolution and pooling (see windows.pxd): im2col and its adjoint
+# col2im, max and average pooling and their gradients. One pass over memory each, no Python per
+# pixel; the GEMMs that turn columns into a convolution stay numpy's (BLAS).
+from cython cimport floating
+from libc.math cimport isnan
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+import numpy as np
+
+cdef object _np_empty = np.empty
+cdef object _np_zeros = np.zeros
+cdef object _np_ascontiguousarray = np.ascontiguousarray
+cdef object _F64 = np.dtype(np.float64)
+cdef object _F32 = np.dtype(np.float32)
+cdef object _I64 = np.dtype(np.int64)
+cdef object _INTP = np.dtype(np.intp)
+
+
+cdef Grid2d grid_from(tuple t) except *:
+    cdef Grid2d g
+    (g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.oh, g.ow) = t
+    if (g.C < 0 or g.H < 0 or g.W < 0 or g.kh < 1 or g.kw < 1 or g.sh < 1 or g.sw < 1 or
+            g.dh < 1 or g.dw < 1 or g.oh < 0 or g.ow < 0):
+        raise ValueError(f"fastgrad: invalid window geometry {t}")
+    return g
+
+
+cdef object _contiguous_float(object x, str what):
+    """x as a C-contiguous float32/float64 ndarray (ValueError for another dtype)."""
+    x = _np_ascontiguousarray(x)
+    if x.dtype != _F64 and x.dtype != _F32:
+        raise ValueError(f"fastgrad: {what} needs float32 or float64 data, got {x.dtype}")
+    return x
+
+
+cdef int _expect_shape(object a, tuple shape, str what) except -1:
+    if a.shape != shape:
+        raise ValueError(f"fastgrad: {what} expected an array of shape {shape}, got {a.shape}")
+    return 0
+
+
+cdef inline Py_ssize_t _at(Py_ssize_t r, Py_ssize_t n, Py_ssize_t l, Py_ssize_t rows,
+                           Py_ssize_t images, Py_ssize_t positions, int layout) noexcept nogil:
+    """The offset of column element (r, n, l) in the given layout (windows.pxd)."""
+    if layout == CONV_LAYOUT:
+        return (r * images + n) * positions + l
+    return (n * rows + r) * positions + l
+
+
+# --- im2col / col2im --------------------------------------------------------------------------
+
+cdef void _im2col(const floating *x, floating *cols, Py_ssize_t n, Grid2d *g,
+                  int layout) noexcept nogil:
+    cdef Py_ssize_t rows = g.C * g.kh * g.kw
+    cdef Py_ssize_t positions = g.oh * g.ow
+    cdef Py_ssize_t b, c, i, j, r, y, xo, h, w
+    cdef const floating *plane
+    cdef floating *out
+    for b in range(n):
+        for c in range(g.C):
+            plane = x + (b * g.C + c) * g.H * g.W
+            for i in range(g.kh):
+                for j in range(g.kw):
+                    r = (c * g.kh + i) * g.kw + j
+                    out = cols + _at(r, b, 0, rows, n, positions, layout)
+                    for y in range(g.oh):
+                        h = y * g.sh - g.ph + i * g.dh
+                        if h < 0 or h >= g.H:
+                            memset(out + y * g.ow, 0, g.ow * sizeof(floating))
+                            continue
+                        for xo in range(g.ow):
+                            w = xo * g.sw - g.pw + j * g.dw
+                            out[y * g.ow + xo] = plane[h * g.W + w] if 0 <= w < g.W else 0
+
+
+cdef void _col2im(const floating *cols, floating *x, Py_ssize_t n, Grid2d *g,
+                  int layout) noexcept nogil:
+    # x must be zeros: overlapping windows add up
+    cdef Py_ssize_t rows = g.C * g.kh * g.kw
+    cdef Py_ssize_t positions = g.oh * g.ow
+    cdef Py_ssize_t b, c, i, j, r, y, xo, h, w
+    cdef floating *plane
+    cdef const floating *src
+    for b in range(n):
+        for c in range(g.C):
+            plane = x + (b * g.C + c) * g.H * g.W
+            for i in range(g.kh):
+                for j in range(g.kw):
+                    r = (c * g.kh + i) * g.kw + j
+                    src = cols + _at(r, b, 0, rows, n, positions, layout)
+                    for y in range(g.oh):
+                        h = y * g.sh - g.ph + i * g.dh
+                        if h < 0 or h >= g.H:
+                            continue
+                        for xo in range(g.ow):
+                            w = xo * g.sw - g.pw + j * g.dw
+                            if 0 <= w < g.W:
+                                plane[h * g.W + w] += src[y * g.ow + xo]
+
+
+cdef tuple _cols_shape(Grid2d *g, Py_ssize_t n, int layout):
+    cdef Py_ssize_t rows = g.C * g.kh * g.kw
+    if layout == CONV_LAYOUT:
+        return (rows, n * g.oh * g.ow)
+    return (n, rows, g.oh * g.ow)
+
+
+cdef object im2col(object x, Grid2d *g, int layout):
+    x = _contiguous_float(x, 'im2col')
+    if x.ndim != 4:
+        raise ValueError(f"fastgrad: im2col expected a 4-D array, got shape {x.shape}")
+    cdef Py_ssize_t n = x.shape[0]
+    _expect_shape(x, (n, g.C, g.H, g.W), 'im2col')
+    cols = _np_empty(_cols_shape(g, n, layout), dtype=x.dtype)
+    if cols.size == 0:
+        return cols
+    cdef const double[:, :, :, ::1] x64
+    cdef const float[:, :, :, ::1] x32
+    cdef double[::1] c64
+    cdef float[::1] c32
+    if x.dtype == _F64:
+        x64 = x
+        c64 = cols.reshape(-1)
+        with nogil:
+            _im2col(&x64[0, 0, 0, 0], &c64[0], n, g, layout)
+    else:
+        x32 = x
+        c32 = cols.reshape(-1)
+        with nogil:
+            _im2col(&x32[0, 0, 0, 0], &c32[0], n, g, layout)
+    return cols
+
+
+cdef object col2im(object cols, Grid2d *g, Py_ssize_t n, int layout):
+    cols = _contiguous_float(cols, 'col2im')
+    _expect_shape(cols, _cols_shape(g, n, layout), 'col2im')
+    x = _np_zeros((n, g.C, g.H, g.W), dtype=cols.dtype)
+    if cols.size == 0 or x.size == 0:
+        return x
+    cdef double[::1] x64
+    cdef float[::1] x32
+    cdef const double[::1] c64
+    cdef const float[::1] c32
+    if x.dtype == _F64:
+        x64 = x.reshape(-1)
+        c64 = cols.reshape(-1)
+        with nogil:
+            _col2im(&c64[0], &x64[0], n, g, layout)
+    else:
+        x32 = x.reshape(-1)
+        c32 = cols.reshape(-1)
+        with nogil:
+            _col2im(&c32[0], &x32[0], n, g, layout)
+    return x
+
+
+# --- pooling ----------------------------------------------------------------------------------
+
+cdef int _check_windows(object start, object count, Py_ssize_t d, Py_ssize_t size,
+                        str axis) except -1:
+    """Every window on this axis is non-empty and lies inside the image (the loops trust it)."""
+    if start.dtype != _INTP or count.dtype != _INTP or start.shape != count.shape or \
+            start.ndim != 1:
+        raise ValueError(f"fastgrad: pooling windows along {axis} must be two intp vectors")
+    if start.size and (start.min() < 0 or count.min() < 1 or
+                       (start + (count - 1) * d).max() >= size):
+        raise ValueError(f"fastgrad: a pooling window along {axis} leaves the image")
+    return 0
+
+
+cdef void _pool_max(const floating *x, floating *out, int64_t *idx, Py_ssize_t planes,
+                    Py_ssize_t H, Py_ssize_t W, const Py_ssize_t *hs, const Py_ssize_t *hc,
+                    Py_ssize_t oh, const Py_ssize_t *ws, const Py_ssize_t *wc, Py_ssize_t ow,
+                    Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    cdef Py_ssize_t p, y, xo, i, j, h, w, best
+    cdef floating v, m
+    cdef const floating *plane
+    for p in range(planes):
+        plane = x + p * H * W
+        for y in range(oh):
+            for xo in range(ow):
+                best = hs[y] * W + ws[xo]
+                m = plane[best]
+                for i in range(hc[y]):
+                    h = hs[y] + i * dh
+                    for j in range(wc[xo]):
+                        w = ws[xo] + j * dw
+                        v = plane[h * W + w]
+                        if v > m or isnan(v):       # PyTorch's rule: the last NaN wins
+                            m = v
+                            best = h * W + w
+                out[(p * oh + y) * ow + xo] = m
+                idx[(p * oh + y) * ow + xo] = best
+
+
+cdef void _pool_max_grad(const floating *g, const int64_t *idx, floating *gx,
+                         Py_ssize_t planes, Py_ssize_t hw, Py_ssize_t outs) noexcept nogil:
+    cdef Py_ssize_t p, k
+    for p in range(planes):
+        for k in range(outs):
+            gx[p * hw + idx[p * outs + k]] += g[p * outs + k]
+
+
+cdef void _pool_avg(const floating *x, floating *out, const floating *div, Py_ssize_t planes,
+                    Py_ssize_t H, Py_ssize_t W, const Py_ssize_t *hs, const Py_ssize_t *hc,
+                    Py_ssize_t oh, const Py_ssize_t *ws, const Py_ssize_t *wc,
+                    Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t p, y, xo, h, w
+    cdef floating s
+    cdef const floating *plane
+    for p in range(planes):
+        plane = x + p * H * W
+        for y in range(oh):
+            for xo in range(ow):
+                s = 0
+                for h in range(hs[y], hs[y] + hc[y]):
+                    for w in range(ws[xo], ws[xo] + wc[xo]):
+                        s += plane[h * W + w]
+                out[(p * oh + y) * ow + xo] = s / div[y * ow + xo]
+
+
+cdef void _pool_avg_grad(const floating *g, floating *gx, const floating *div,
+                         Py_ssize_t planes, Py_ssize_t H, Py_ssize_t W, const Py_ssize_t *hs,
+                         const Py_ssize_t *hc, Py_ssize_t oh, const Py_ssize_t *ws,
+                         const Py_ssize_t *wc, Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t p, y, xo, h, w
+    cdef floating v
+    cdef floating *plane
+    for p in range(planes):
+        plane = gx + p * H * W
+        for y in range(oh):
+            for xo in range(ow):
+                v = g[(p * oh + y) * ow + xo] / div[y * ow + xo]
+                for h in range(hs[y], hs[y] + hc[y]):
+                    for w in range(ws[xo], ws[xo] + wc[xo]):
+                        plane[h * W + w] += v
+
+
+cdef tuple pool_max(object x, object hstart, object hcount, object wstart, object wcount,
+                    Py_ssize_t dh, Py_ssize_t dw):
+    x = _contiguous_float(x, 'max pooling')
+    if x.ndim != 4:
+        raise ValueError(f"fastgrad: max pooling expected a 4-D array, got shape {x.shape}")
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3]
+    _check_windows(hstart, hcount, dh, H, 'height')
+    _check_windows(wstart, wcount, dw, W, 'width')
+    cdef Py_ssize_t oh = hstart.shape[0], ow = wstart.shape[0]
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
+    out = _np_empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+    idx = _np_empty(out.shape, dtype=_I64)
+    if out.size == 0:
+        return out, idx
+    cdef const Py_ssize_t[::1] hs = hstart, hc = hcount, ws = wstart, wc = wcount
+    cdef const double[::1] x64
+    cdef const float[::1] x32
+    cdef double[::1] o64
+    cdef float[::1] o32
+    cdef int64_t[::1] iv = idx.reshape(-1)
+    if x.dtype == _F64:
+        x64 = x.reshape(-1)
+        o64 = out.reshape(-1)
+        with nogil:
+            _pool_max(&x64[0], &o64[0], &iv[0], planes, H, W, &hs[0], &hc[0], oh, &ws[0],
+                      &wc[0], ow, dh, dw)
+    else:
+        x32 = x.reshape(-1)
+        o32 = out.reshape(-1)
+        with nogil:
+            _pool_max(&x32[0], &o32[0], &iv[0], planes, H, W, &hs[0], &hc[0], oh, &ws[0],
+                      &wc[0], ow, dh, dw)
+    return out, idx
+
+
+cdef object pool_max_grad(object g, object idx, Py_ssize_t h, Py_ssize_t w):
+    g = _contiguous_float(g, 'max pooling gradient')
+    idx = _np_ascontiguousarray(idx)
+    if idx.dtype != _I64 or idx.shape != g.shape or g.ndim != 4:
+        raise ValueError("fastgrad: max pooling gradient: indices do not fit the gradient")
+    gx = _np_zeros((g.shape[0], g.shape[1], h, w), dtype=g.dtype)
+    if g.size == 0:
+        return gx
+    if idx.min() < 0 or idx.max() >= h * w:
+        raise ValueError("fastgrad: max pooling gradient: an index leaves the image")
+    cdef Py_ssize_t planes = g.shape[0] * g.shape[1]
+    cdef Py_ssize_t outs = g.shape[2] * g.shape[3]
+    cdef const int64_t[::1] iv = idx.reshape(-1)
+    cdef const double[::1] g64
+    cdef const float[::1] g32
+    cdef double[::1] x64
+    cdef float[::1] x32
+    if g.dtype == _F64:
+        g64 = g.reshape(-1)
+        x64 = gx.reshape(-1)
+        with nogil:
+            _pool_max_grad(&g64[0], &iv[0], &x64[0], planes, h * w, outs)
+    else:
+        g32 = g.reshape(-1)
+        x32 = gx.reshape(-1)
+        with nogil:
+            _pool_max_grad(&g32[0], &iv[0], &x32[0], planes, h * w, outs)
+    return gx
+
+
+cdef object _divisor_as(object divisor, object dtype, Py_ssize_t oh, Py_ssize_t ow):
+    d = _np_ascontiguousarray(divisor, dtype=dtype)
+    _expect_shape(d, (oh, ow), 'average pooling divisor')
+    return d
+
+
+cdef object pool_avg(object x, object hstart, object hcount, object wstart, object wcount,
+                     object divisor):
+    x = _contiguous_float(x, 'average pooling')
+    if x.ndim != 4:
+        raise ValueError(f"fastgrad: average pooling expected a 4-D array, got {x.shape}")
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3]
+    _check_windows(hstart, hcount, 1, H, 'height')
+    _check_windows(wstart, wcount, 1, W, 'width')
+    cdef Py_ssize_t oh = hstart.shape[0], ow = wstart.shape[0]
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
+    d = _divisor_as(divisor, x.dtype, oh, ow)
+    out = _np_empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    cdef const Py_ssize_t[::1] hs = hstart, hc = hcount, ws = wstart, wc = wcount
+    cdef const double[::1] x64, d64
+    cdef const float[::1] x32, d32
+    cdef double[::1] o64
+    cdef float[::1] o32
+    if x.dtype == _F64:
+        x64 = x.reshape(-1)
+        o64 = out.reshape(-1)
+        d64 = d.reshape(-1)
+        with nogil:
+            _pool_avg(&x64[0], &o64[0], &d64[0], planes, H, W, &hs[0], &hc[0], oh, &ws[0],
+                      &wc[0], ow)
+    else:
+        x32 = x.reshape(-1)
+        o32 = out.reshape(-1)
+        d32 = d.reshape(-1)
+        with nogil:
+            _pool_avg(&x32[0], &o32[0], &d32[0], planes, H, W, &hs[0], &hc[0], oh, &ws[0],
+                      &wc[0], ow)
+    return out
+
+
+cdef object pool_avg_grad(object g, object hstart, object hcount, object wstart, object wcount,
+                          object divisor, Py_ssize_t h, Py_ssize_t w):
+    g = _contiguous_float(g, 'average pooling gradient')
+    if g.ndim != 4:
+        raise ValueError(f"fastgrad: average pooling gradient: expected 4-D, got {g.shape}")
+    _check_windows(hstart, hcount, 1, h, 'height')
+    _check_windows(wstart, wcount, 1, w, 'width')
+    cdef Py_ssize_t oh = hstart.shape[0], ow = wstart.shape[0]
+    if g.shape[2] != oh or g.shape[3] != ow:
+        raise ValueError("fastgrad: average pooling gradient: windows do not fit the gradient")
+    d = _divisor_as(divisor, g.dtype, oh, ow)
+    gx = _np_zeros((g.shape[0], g.shape[1], h, w), dtype=g.dtype)
+    if g.size == 0:
+        return gx
+    cdef Py_ssize_t planes = g.shape[0] * g.shape[1]
+    cdef const Py_ssize_t[::1] hs = hstart, hc = hcount, ws = wstart, wc = wcount
+    cdef const double[::1] g64, d64
+    cdef const float[::1] g32, d32
+    cdef double[::1] x64
+    cdef float[::1] x32
+    if g.dtype == _F64:
+        g64 = g.reshape(-1)
+        x64 = gx.reshape(-1)
+        d64 = d.reshape(-1)
+        with nogil:
+            _pool_avg_grad(&g64[0], &x64[0], &d64[0], planes, h, w, &hs[0], &hc[0], oh,
+                           &ws[0], &wc[0], ow)
+    else:
+        g32 = g.reshape(-1)
+        x32 = gx.reshape(-1)
+        d32 = d.reshape(-1)
+        with nogil:
+            _pool_avg_grad(&g32[0], &x32[0], &d32[0], planes, h, w, &hs[0], &hc[0], oh,
+                           &ws[0], &wc[0], ow)
+    return gx
