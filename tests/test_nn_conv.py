@@ -11,10 +11,13 @@ from hypothesis import given, settings, strategies as st
 import fastgrad
 import fastgrad.nn.functional as F
 from fastgrad.autograd import gradcheck
-from _torch_compare import check, check_raises, rand, torch
+from _torch_compare import check, check_raises, core_gap, rand, torch
 
 RTOL = {"float64": 1e-10, "float32": 1e-5}
 SETTINGS = settings(max_examples=25, deadline=None)
+# PyTorch's performance note for 'same' with an even kernel (it pads a copy; fastgrad's core
+# takes the asymmetric padding directly, so fastgrad has nothing to warn about)
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 DTYPES = st.sampled_from(["float64", "float32"])
 
 
@@ -100,8 +103,9 @@ def test_conv_transpose2d_matches_torch(case, dtype, seed):
     arrays = [rand(x_shape, dtype, seed), rand(w_shape, dtype, seed + 1)]
     if has_bias:
         arrays.append(rand((w_shape[1] * groups,), dtype, seed + 2))
-    check(lambda lib, x, w, *b: nnf(lib).conv_transpose2d(x, w, *b, stride, padding, extra,
-                                                          groups, dilation),
+    check(lambda lib, x, w, *b: nnf(lib).conv_transpose2d(
+        x, w, *b, stride=stride, padding=padding, output_padding=extra, groups=groups,
+        dilation=dilation),
           *arrays, rtol=RTOL[dtype])
 
 
@@ -116,7 +120,8 @@ def test_conv_transpose2d_matches_torch(case, dtype, seed):
     (dict(padding=(0, 2), stride=(3, 1)), (2, 1, 7, 3), (2, 1, 2, 4)),
     (dict(padding=[1], stride=[2], dilation=[2]), (1, 2, 7, 7), (2, 2, 3, 3)),  # 1-lists
     (dict(), (3, 5, 5), (4, 3, 3, 3)),                         # unbatched
-    (dict(), (0, 3, 5, 5), (4, 3, 3, 3)),                      # empty batch
+    pytest.param(dict(), (0, 3, 5, 5), (4, 3, 3, 3),           # empty batch
+                 marks=core_gap("conv2d's backward reshapes a 0-row gradient with -1")),
 ])
 def test_conv2d_edge_cases(dtype, kwargs, x_shape, w_shape):
     bias = rand((w_shape[0],), dtype, 3)
