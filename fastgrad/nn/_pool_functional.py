@@ -56,6 +56,11 @@ def _window(fn: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any
         if p > ((k - 1) * d + 1) // 2:
             raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
                                f"pad={p}, kernel_size={k} and dilation={d}")
+    # PyTorch then also bounds the padding by half the undilated kernel
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise RuntimeError(f"pad should be smaller than or equal to half of kernel size, but "
+                           f"got padW = {padding[1]}, padH = {padding[0]}, kW = {kernel[1]}, "
+                           f"kH = {kernel[0]}")
     return kernel, stride, padding, dilation
 
 
