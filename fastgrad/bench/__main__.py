@@ -18,17 +18,31 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from fastgrad.bench import makemore, scalar, tensor
+from fastgrad.bench import conv, lenet, makemore, scalar, tensor
 from fastgrad.bench.common import fmt, machine, progress, run_worker, summarize
 
-COLUMNS = ["fastgrad", "reference", "micrograd", "torch"]
+COLUMNS = ["fastgrad", "reference", "micrograd", "torch", "torch_default", "gemm"]
+# how the table heads the columns whose key is not a plain name
+COLUMN_TITLES = {"torch_default": "torch, default threads", "gemm": "numpy GEMMs"}
+# (workload, metric, label, unit): one worker per workload, one row per metric it reports
 TENSOR_ROWS = [
-    ("regression", "tensor: regression MLP 1-128-128-1, batch 8"),
-    ("digits", "tensor: digits MLP 64-128-10, batch 256"),
-    ("makemore", "tensor: makemore MLP emb 27x10, 30-200-27 tanh, batch 32"),
+    ("regression", "us_per_step", "tensor: regression MLP 1-128-128-1, batch 8", "µs/step"),
+    ("digits", "us_per_step", "tensor: digits MLP 64-128-10, batch 256", "µs/step"),
+    ("makemore", "us_per_step", "tensor: makemore MLP emb 27x10, 30-200-27 tanh, batch 32",
+     "µs/step"),
+    ("lenet", "batch8_us_per_step", "tensor: LeNet-5 28x28 float32, SGD momentum, batch 8",
+     "µs/step"),
+    ("lenet", "batch64_us_per_step", "tensor: LeNet-5 28x28 float32, SGD momentum, batch 64",
+     "µs/step"),
+    ("conv", "conv1_value_ns", "tensor: conv2d 1->6 5x5, 64x1x28x28: value", "ns/output"),
+    ("conv", "conv1_backward_ns", "tensor: conv2d 1->6 5x5, 64x1x28x28: backward (w, b)",
+     "ns/output"),
+    ("conv", "conv2_value_ns", "tensor: conv2d 6->16 5x5, 64x6x12x12: value", "ns/output"),
+    ("conv", "conv2_backward_ns", "tensor: conv2d 6->16 5x5, 64x6x12x12: backward (x, w, b)",
+     "ns/output"),
 ]
 # the tensor workloads that live in their own module (the rest are tensor.worker's configs)
-TENSOR_WORKERS = {"makemore": makemore.worker}
+TENSOR_WORKERS = {"makemore": makemore.worker, "lenet": lenet.worker, "conv": conv.worker}
 
 
 def installed(dist: str) -> str | None:
@@ -49,7 +63,7 @@ def measure(quick: bool, show_progress: bool, threads: int = 1,
     if only != "tensor":
         tasks += [("scalar", e, w) for w in scalar.WORKLOADS for e in engines]
     if only != "scalar":
-        tasks += [("tensor", "all", model) for model, _ in TENSOR_ROWS]
+        tasks += [("tensor", "all", w) for w in dict.fromkeys(row[0] for row in TENSOR_ROWS)]
     raw: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kind, engine, workload in progress(tasks, len(tasks), "fastgrad.bench",
                                            lambda t: f"{t[2]} on {t[1]}", show_progress):
@@ -64,14 +78,16 @@ def measure(quick: bool, show_progress: bool, threads: int = 1,
             results[e] = {"error": r["error"]} if "error" in r else summarize(r[metric])
         rows.append({"workload": workload, "metric": metric, "label": label, "unit": unit,
                      "results": results})
-    for model, label in TENSOR_ROWS if only != "scalar" else []:
+    torch_threads: dict[str, int] = {}
+    for model, metric, label, unit in TENSOR_ROWS if only != "scalar" else []:
         r = raw["tensor", "all", model]
         if "error" in r:
             results = {e: {"error": r["error"]} for e in ["fastgrad", "reference"]}
         else:
-            results = {e: summarize(xs) for e, xs in r["us_per_step"].items()}
-        rows.append({"workload": model, "metric": "us_per_step", "label": label,
-                     "unit": "µs/step", "results": results})
+            results = {e: summarize(xs) for e, xs in r[metric].items()}
+            torch_threads.update(r.get("torch_threads", {}))
+        rows.append({"workload": model, "metric": metric, "label": label,
+                     "unit": unit, "results": results})
     for row in rows:
         fast = row["results"].get("fastgrad", {})
         row["ratios"] = {
@@ -82,6 +98,8 @@ def measure(quick: bool, show_progress: bool, threads: int = 1,
     info.update({"micrograd": installed("micrograd"), "torch": installed("torch") if have_torch
                  else None})
     info["threads"] = threads if threads > 0 else "library defaults"
+    if "torch_default" in torch_threads:
+        info["torch_default_threads"] = torch_threads["torch_default"]
     return {"machine": info, "quick": quick, "engines": engines + (["torch"] if have_torch else []),
             "rows": rows}
 
@@ -107,7 +125,8 @@ def table(report: dict[str, Any]) -> str:
     """The report as a Markdown table: one row per workload and metric."""
     cols = [c for c in COLUMNS if any(c in row["results"] for row in report["rows"])]
     others = [c for c in cols if c != "fastgrad"]
-    head = ["workload", "unit"] + cols + [f"{c} / fastgrad" for c in others]
+    titles = [COLUMN_TITLES.get(c, c) for c in cols]
+    head = ["workload", "unit"] + titles + [f"{t} / fastgrad" for t in titles[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "--:|" * (len(head) - 2)]
     for row in report["rows"]:
         cells = [row["label"], row["unit"]] + [cell(row["results"].get(c)) for c in cols]
@@ -123,10 +142,13 @@ def header(report: dict[str, Any]) -> str:
     versions += [f"{k} {m[k]}" for k in ("micrograd", "torch") if m.get(k)]
     return (f"fastgrad.bench{' --quick' if report['quick'] else ''} — {m['date']}, "
             f"{m['system']} {m['machine']}, {m['cores']} cores, Python {m['python']}, "
-            f"tensor threads: {m['threads']}; "
+            f"tensor threads: {m['threads']}"
+            + (f" (torch's default: {m['torch_default_threads']})"
+               if "torch_default_threads" in m else "") + "; "
             + ", ".join(versions) + "\n"
             "median (min–max) over repeats; ratio = other engine's median / fastgrad's median; "
-            "reference = pure-Python engine (scalar) or the naive numpy tape (tensor)")
+            "reference = pure-Python engine (scalar) or the naive numpy tape (tensor); "
+            "numpy GEMMs = the convolution's matrix products alone (the GEMM floor)")
 
 
 def main(argv: list[str] | None = None) -> int:

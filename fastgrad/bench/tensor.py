@@ -162,18 +162,24 @@ def setup(name: str, dtype: Any = np.float64, seed: int = 0) -> tuple[
 
 
 def time_steps(steps_by_name: dict[str, Step], x: np.ndarray, y: np.ndarray,
-               batches: list[np.ndarray], steps: int, repeats: int,
-               warmup: int = 20) -> dict[str, list[float]]:
+               batches: list[np.ndarray], steps: int, repeats: int, warmup: int = 20,
+               before_turn: dict[str, Callable[[], None]] | None = None
+               ) -> dict[str, list[float]]:
     """Mean time per step in microseconds of each repeat, per framework. The frameworks take
-    turns within each repeat, so a burst of load on the machine hits all of them."""
+    turns within each repeat, so a burst of load on the machine hits all of them.
+    before_turn[name], if given, runs (untimed) before each of that framework's turns: it sets
+    process-wide state such as PyTorch's thread count when two columns share one library."""
     xs = [np.ascontiguousarray(x[i]) for i in batches]
     ys = [np.ascontiguousarray(y[i]) for i in batches]
+    hooks = before_turn or {}
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for name, step in steps_by_name.items():
+        hooks.get(name, _nothing)()
         for k in range(warmup):
             step(xs[k % len(xs)], ys[k % len(ys)])
     for _ in range(repeats):
         for name, step in steps_by_name.items():
+            hooks.get(name, _nothing)()
             # Let the previous framework's worker threads go idle first: PyTorch's OpenMP
             # threads spin for a while after a step, and on a small machine that spinning
             # takes the cores from whichever framework is timed next.
@@ -183,6 +189,10 @@ def time_steps(steps_by_name: dict[str, Step], x: np.ndarray, y: np.ndarray,
                 step(xs[k % len(xs)], ys[k % len(ys)])
             times[name].append((time.perf_counter() - t0) / steps * 1e6)
     return times
+
+
+def _nothing() -> None:
+    return None
 
 
 def check_same_losses(steps_by_name: dict[str, Step], x: np.ndarray, y: np.ndarray,
