@@ -17,8 +17,12 @@ from fastgrad.bench.__main__ import table
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 SCALAR_ROWS = ["binary_op", "chain", "chain", "moons_step", "memory"]
-TENSOR_ROWS = ["regression", "digits", "makemore"]
-WITHOUT_REFERENCE = {"makemore"}  # fastgrad against PyTorch only: the numpy tape has no embedding
+TENSOR_ROWS = ["regression", "digits", "makemore", "lenet", "lenet", "conv", "conv", "conv",
+               "conv"]
+# fastgrad against PyTorch only: the numpy tape has no embedding or convolution
+WITHOUT_REFERENCE = {"makemore", "lenet", "conv"}
+# also PyTorch on its default threads (when they are not --threads' 1), and the GEMM floor
+WITH_DEFAULT_THREADS = {"lenet", "conv"}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +56,10 @@ def test_every_engine_measured_with_ratios(report):
         others = [] if row["workload"] in WITHOUT_REFERENCE else ["reference"]
         if row["workload"] in TENSOR_ROWS:
             others += ["torch"] if "torch" in report["engines"] else []
+            if row["workload"] in WITH_DEFAULT_THREADS and "torch" in report["engines"] \
+                    and report["machine"].get("torch_default_threads", 1) != 1:
+                others.append("torch_default")
+            others += ["gemm"] if row["workload"] == "conv" else []
         else:
             others = expected
         for engine in others:
@@ -65,6 +73,7 @@ def test_table_has_a_row_per_workload(report):
     assert len(lines) == 2 + len(report["rows"])
     assert "reference / fastgrad" in lines[0]
     assert "ns/op" in text and "bytes/node" in text and "µs/step" in text
+    assert "ns/output" in text and "numpy GEMMs / fastgrad" in text
 
 
 def test_text_progress_bar_without_tqdm(capsys):

@@ -63,11 +63,12 @@ def library_step(lib: Any, weights: list[np.ndarray]) -> Step:
     >>> step(x[batches[0]], y[batches[0]]) < first
     True
     """
-    nn = lib.nn
+    nn, f32 = lib.nn, lib.float32
     model = nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+        nn.Conv2d(1, 6, 5, dtype=f32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, dtype=f32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(256, 120, dtype=f32), nn.ReLU(), nn.Linear(120, 84, dtype=f32), nn.ReLU(),
+        nn.Linear(84, 10, dtype=f32))
     with lib.no_grad():
         for p, w in zip(model.parameters(), weights):
             p.copy_(lib.from_numpy(w))
