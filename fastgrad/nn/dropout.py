@@ -1,4 +1,5 @@
-"""``Dropout``: zeroes random elements while training, the identity in eval mode."""
+"""``Dropout`` and ``Dropout2d``: zero random elements (whole channels for Dropout2d) while
+training, the identity in eval mode."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from fastgrad._tensor import Tensor
 from fastgrad.nn import functional as F
 from fastgrad.nn.module import Module
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout2d"]
 
 
 class Dropout(Module):
@@ -34,3 +35,17 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """In training, each channel (a whole (H, W) plane of (N, C, H, W) input) is zeroed with
+    probability ``p`` and the others are scaled by 1 / (1 - p); see ``F.dropout2d`` for 3-D
+    input.
+
+    >>> import fastgrad
+    >>> Dropout2d(0.2)
+    Dropout2d(p=0.2, inplace=False)
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training, self.inplace)

@@ -33,6 +33,10 @@ from fastgrad._tensor import Tensor, binary_cross_entropy as _fused_bce, cat
 from fastgrad._tensor import cross_entropy as _fused_cross_entropy, linear as _fused_linear
 from fastgrad._tensor import mse_loss as _fused_mse, no_grad, where
 from fastgrad._random import numpy_generator
+from fastgrad.nn._conv_functional import conv1d, conv2d, conv_transpose2d, fold, unfold
+from fastgrad.nn._interpolate import interpolate
+from fastgrad.nn._pool_functional import (adaptive_avg_pool2d, adaptive_max_pool2d,
+                                          avg_pool2d, max_pool2d)
 
 __all__ = [
     # activations
@@ -41,6 +45,9 @@ __all__ = [
     # layers
     "linear", "dropout", "embedding", "one_hot", "pad", "normalize", "layer_norm",
     "batch_norm",
+    # convolution, pooling, resampling (_conv_functional, _pool_functional, _interpolate)
+    "conv1d", "conv2d", "conv_transpose2d", "unfold", "fold", "max_pool2d", "avg_pool2d",
+    "adaptive_avg_pool2d", "adaptive_max_pool2d", "dropout2d", "interpolate",
     # losses
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -309,6 +316,53 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     keep = numpy_generator().random(tuple(x.shape)) >= p   # kept with probability 1 - p
     noise = keep.astype(dt)
     noise /= dt.type(1 - p)   # PyTorch scales the mask in the input's dtype, then multiplies
+    return x * Tensor(noise)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
+              inplace: bool = False) -> Tensor:
+    """Zero whole channels: each (sample, channel) plane of (N, C, H, W) input is zeroed with
+    probability ``p``, the others scaled by 1 / (1 - p), when ``training``. As PyTorch does
+    today, 3-D input is read as (N, C, L) (channel-wise 1-D dropout, with its warning), and
+    other ranks warn and drop along dimensions 0 and 1.
+
+    >>> import fastgrad
+    >>> x = fastgrad.ones(2, 3, 4, 4)
+    >>> dropout2d(x, training=False) is x
+    True
+    >>> y = dropout2d(x, 0.5).numpy()
+    >>> bool(((y == 0) | (y == 2)).all() and (y == y[:, :, :1, :1]).all())
+    True
+    """
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    x = _tensor_arg(input, "dropout2d")
+    if x.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is "
+                      "deprecated and will result in an error in a future release. To retain "
+                      "the behavior and silence this warning, please use dropout instead. Note "
+                      "that dropout2d exists to provide channel-wise dropout on inputs with 2 "
+                      "spatial dimensions, a channel dimension, and an optional batch "
+                      "dimension (i.e. 3D or 4D inputs).", UserWarning, stacklevel=2)
+    if x.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that "
+                      "channel-wise 1D dropout behavior is desired - input is interpreted as "
+                      "shape (N, C, L), where C is the channel dim. This behavior will change "
+                      "in a future release to interpret the input as one without a batch "
+                      "dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout "
+                      "behavior, please switch to using dropout1d instead.", UserWarning,
+                      stacklevel=2)
+    if x.ndim < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if p == 1.0:
+        return x * 0
+    dt = np.dtype(x.dtype)
+    # one draw per (sample, channel), broadcast over the remaining dimensions
+    keep = numpy_generator().random(tuple(x.shape[:2])) >= p
+    noise = keep.astype(dt).reshape(tuple(x.shape[:2]) + (1,) * (x.ndim - 2))
+    noise /= dt.type(1 - p)
     return x * Tensor(noise)
 
 

@@ -1,6 +1,7 @@
-"""``LayerNorm`` and ``BatchNorm1d`` with PyTorch's arguments, parameters, buffers and repr.
+"""``LayerNorm``, ``BatchNorm1d`` and ``BatchNorm2d`` with PyTorch's arguments, parameters,
+buffers and repr.
 
-BatchNorm1d keeps ``running_mean``, ``running_var`` and ``num_batches_tracked`` as buffers
+The batch norms keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` as buffers
 (in the state_dict under PyTorch's names); in training it normalises with the batch's
 statistics and updates the running ones, in eval it uses the running ones.
 """
@@ -17,7 +18,7 @@ from fastgrad.nn import functional as F
 from fastgrad.nn._factory import factory_dtype, filled
 from fastgrad.nn.module import Module, Parameter
 
-__all__ = ["LayerNorm", "BatchNorm1d"]
+__all__ = ["LayerNorm", "BatchNorm1d", "BatchNorm2d"]
 
 
 class LayerNorm(Module):
@@ -128,3 +129,17 @@ class BatchNorm1d(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalisation of (N, C, H, W) input over N, H and W, per channel C (the machinery
+    of BatchNorm1d; only the expected rank differs).
+
+    >>> import fastgrad
+    >>> BatchNorm2d(8, momentum=None)
+    BatchNorm2d(8, eps=1e-05, momentum=None, affine=True, bias=True, track_running_stats=True)
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim != 4:
+            raise ValueError(f"expected 4D input (got {input.ndim}D input)")
