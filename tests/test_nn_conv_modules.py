@@ -13,6 +13,9 @@ from fastgrad import nn, optim
 from nn_helpers import close, torch
 
 F64 = (fastgrad.float64, torch.float64)
+# PyTorch's performance note for 'same' with an even kernel (fastgrad pads asymmetrically in
+# the core, with nothing to warn about)
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
 
 def load_torch_state(ours, theirs):
@@ -231,11 +234,13 @@ def test_small_cnn_trains_like_torch(dtype, rtol):
 
 
 def grads_close_at(ours, theirs, rtol):
+    """Gradients equal up to rounding, judged against gradients of order 1: the conv bias
+    before BatchNorm2d has a gradient that is 0 up to rounding in both libraries."""
     theirs_by_name = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
         q = theirs_by_name[name].grad.numpy()
-        np.testing.assert_allclose(p.grad.numpy(), q, rtol=rtol * 10,
-                                   atol=rtol * 10 * float(np.abs(q).max() + 1e-30))
+        np.testing.assert_allclose(p.grad.numpy(), q, rtol=rtol * 10, atol=rtol * 10,
+                                   err_msg=name)
 
 
 def test_cnn_state_dict_round_trip_with_torch():

@@ -101,12 +101,13 @@ cdef int _link_bias(Tensor t, Tensor cc) except -1:
 cdef object conv_gemm(object cols, object wv, Py_ssize_t groups, Py_ssize_t n,
                           Py_ssize_t positions):
     """The convolution (N, O, L) from the columns (C*kh*kw, N*L) and the weight."""
-    cdef Py_ssize_t o = wv.shape[0]
+    # (explicit sizes, not -1: any of them may be 0)
+    cdef Py_ssize_t o = wv.shape[0], k = wv.shape[1] * wv.shape[2] * wv.shape[3]
     if groups == 1:
-        y = wv.reshape(o, -1) @ cols
+        y = wv.reshape(o, k) @ cols
     else:
-        y = _np_matmul(wv.reshape(groups, o // groups, -1),
-                       cols.reshape(groups, -1, cols.shape[1])).reshape(o, -1)
+        y = _np_matmul(wv.reshape(groups, o // groups, k),
+                       cols.reshape(groups, k, cols.shape[1]))
     return y.reshape(o, n, positions).transpose(1, 0, 2)
 
 
@@ -132,7 +133,7 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups):
     [[[[10.0, 18.0], [42.0, 50.0]]]]
     >>> y.sum().backward()
     >>> w.grad.numpy().reshape(-1).tolist()
-    [48.0, 52.0, 64.0, 68.0]
+    [20.0, 24.0, 36.0, 40.0]
     """
     cdef Tensor tx = _tensor_arg(input, 'conv2d', 'input')
     cdef Tensor tw = _tensor_arg(weight, 'conv2d', 'weight')
@@ -198,18 +199,18 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups):
 
 cdef object channels_by_batch(object v):
     """(N, C, H, W) as (C, N*H*W): the layout the GEMMs of a transposed convolution take."""
-    n, c = v.shape[0], v.shape[1]
-    return v.reshape(n, c, -1).transpose(1, 0, 2).reshape(c, -1)
+    n, c, hw = v.shape[0], v.shape[1], v.shape[2] * v.shape[3]
+    return v.reshape(n, c, hw).transpose(1, 0, 2).reshape(c, n * hw)
 
 
 cdef object transpose_columns(object xcols, object wv, Py_ssize_t groups):
     """The columns (O*kh*kw, N*H*W) a transposed convolution spreads over its output."""
-    cdef Py_ssize_t c = wv.shape[0]
+    cdef Py_ssize_t c = wv.shape[0], k = wv.shape[1] * wv.shape[2] * wv.shape[3]
     if groups == 1:
-        return wv.reshape(c, -1).T @ xcols
-    cols = _np_matmul(wv.reshape(groups, c // groups, -1).transpose(0, 2, 1),
-                      xcols.reshape(groups, c // groups, -1))
-    return cols.reshape(-1, xcols.shape[1])
+        return wv.reshape(c, k).T @ xcols
+    cols = _np_matmul(wv.reshape(groups, c // groups, k).transpose(0, 2, 1),
+                      xcols.reshape(groups, c // groups, xcols.shape[1]))
+    return cols.reshape(groups * k, xcols.shape[1])
 
 
 def conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -386,14 +387,38 @@ cdef Py_ssize_t _pooled_size(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssi
     return out
 
 
+# Windows by their arguments: a training loop pools the same shapes every step, and building
+# them is a dozen small numpy calls. Bounded: cleared when it grows past _WINDOWS_KEPT entries.
+cdef dict _windows = {}
+cdef Py_ssize_t _WINDOWS_KEPT = 256
+
+
+cdef tuple _kept(tuple key, object start, object count):
+    start.setflags(write=False)         # shared by every node that pools these windows
+    count.setflags(write=False)
+    if len(_windows) >= _WINDOWS_KEPT:
+        _windows.clear()
+    _windows[key] = (start, count)
+    return start, count
+
+
 cdef tuple _clipped_windows(Py_ssize_t size, Py_ssize_t count, Py_ssize_t k, Py_ssize_t s,
                             Py_ssize_t p, Py_ssize_t d):
     """The windows start + j*d (j < k, start = i*s - p) clipped to the image: (first valid
-    position, number of valid positions) per output index, as intp vectors."""
+    position, number of valid positions) per output index, as read-only intp vectors."""
+    key = (size, count, k, s, p, d)
+    found = _windows.get(key)
+    if found is not None:
+        return found
     start = _np_arange(count, dtype=_intp) * s - p
     skip = _np_maximum(-start + d - 1, 0) // d          # positions before the image
     last = _np_minimum((size - 1 - start) // d, k - 1)  # the last position inside it
-    return start + skip * d, last - skip + 1
+    valid = last - skip + 1
+    if count and valid.min() < 1:
+        # (PyTorch returns -inf there, with an index outside the window)
+        raise RuntimeError(f"max_pool2d: with kernel size {k}, padding {p} and dilation {d}, "
+                           f"a window over an input of size {size} reads only padding")
+    return _kept(key, start + skip * d, valid)
 
 
 cdef tuple _pool_args(object kernel_size, object stride, object padding, object dilation):
@@ -455,10 +480,14 @@ def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 cdef tuple _adaptive_windows(Py_ssize_t size, Py_ssize_t count):
     """PyTorch's adaptive windows: output i covers [floor(i*size/count), ceil((i+1)*size/count))."""
+    key = ('adaptive', size, count)
+    found = _windows.get(key)
+    if found is not None:
+        return found
     i = _np_arange(count, dtype=_intp)
     start = (i * size) // count
     end = -((-(i + 1) * size) // count)
-    return start, end - start
+    return _kept(key, start, end - start)
 
 
 cdef tuple _adaptive_args(object xv, object output_size, str op):

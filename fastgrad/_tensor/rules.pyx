@@ -891,22 +891,23 @@ cdef object _channel_bias_tangent(object t, object tc, tuple shape):
 cdef int _conv_backward(Sweep s, Tensor n, object g) except -1:
     geometry, groups = n.aux
     cdef Grid2d grid = grid_from(geometry)
+    # (explicit sizes, not -1: any of them may be 0)
     cdef Py_ssize_t nb = g.shape[0], o = g.shape[1], og = o // groups
-    cdef Py_ssize_t cols_n = nb * grid.oh * grid.ow
-    g2 = g.reshape(nb, o, -1).transpose(1, 0, 2).reshape(o, cols_n)
+    cdef Py_ssize_t cols_n = nb * grid.oh * grid.ow, k = grid.C // groups * grid.kh * grid.kw
+    g2 = g.reshape(nb, o, grid.oh * grid.ow).transpose(1, 0, 2).reshape(o, cols_n)
     if n.a is not None:
-        w2 = n.x1.reshape(groups, og, -1)
+        w2 = n.x1.reshape(groups, og, k)
         gcols = w2[0].T @ g2 if groups == 1 else \
             _np_matmul(w2.transpose(0, 2, 1), g2.reshape(groups, og, cols_n))
-        push(s, 0, col2im(gcols.reshape(-1, cols_n), &grid, nb, CONV_LAYOUT), True)
+        push(s, 0, col2im(gcols.reshape(groups * k, cols_n), &grid, nb, CONV_LAYOUT), True)
     if n.b is not None:
         cols = n.x0
         gw = g2 @ cols.T if groups == 1 else \
             _np_matmul(g2.reshape(groups, og, cols_n),
-                       cols.reshape(groups, -1, cols_n).transpose(0, 2, 1))
+                       cols.reshape(groups, k, cols_n).transpose(0, 2, 1))
         push(s, 1, gw.reshape(o, grid.C // groups, grid.kh, grid.kw), True)
     if n.c is not None:
-        push(s, 2, reduce_sum(g, (0, 2, 3), False), True)
+        push(s, 2, reduce_sum(g2, 1, False), True)     # (g2's rows are contiguous)
     return 0
 
 
@@ -936,11 +937,12 @@ cdef int _conv_transpose_backward(Sweep s, Tensor n, object g) except -1:
     geometry, groups, c = n.aux
     cdef Grid2d grid = grid_from(geometry)
     cdef Py_ssize_t nb = g.shape[0], cg = c // groups
+    cdef Py_ssize_t k = grid.C // groups * grid.kh * grid.kw
     gcols = im2col(g, &grid, CONV_LAYOUT)           # (O*kh*kw, N*H*W)
     cdef Py_ssize_t cols_n = gcols.shape[1]
-    gcols3 = gcols.reshape(groups, -1, cols_n)
+    gcols3 = gcols.reshape(groups, k, cols_n)
     if n.a is not None:
-        w3 = n.x1.reshape(groups, cg, -1)
+        w3 = n.x1.reshape(groups, cg, k)
         gx = w3[0] @ gcols if groups == 1 else _np_matmul(w3, gcols3)
         gx = gx.reshape(c, nb, grid.oh, grid.ow).transpose(1, 0, 2, 3)
         push(s, 0, _np_ascontiguousarray(gx), True)
