@@ -4,9 +4,11 @@ Runs the scalar workloads (fastgrad's Value, the pure-Python reference engine, m
 the tensor workloads (fastgrad's Tensor, a naive pure-Python numpy tape, PyTorch
 CPU), each in a fresh interpreter, and prints one table: median (min-max) over repeats, and each
 engine's median divided by fastgrad's. micrograd and PyTorch are included when installed.
+The convolutional rows (lenet.py, conv.py) also run PyTorch on its default threads, and the
+conv2d rows the bare numpy GEMMs of the convolution (its floor).
 
-    python -m fastgrad.bench            # about two minutes on 2 cores (micrograd's moons step is slow)
-    python -m fastgrad.bench --quick    # about 20 s on 2 cores (mostly starting interpreters and importing PyTorch), noisy
+    python -m fastgrad.bench            # about three minutes on 2 cores (micrograd's moons step is slow)
+    python -m fastgrad.bench --quick    # about 40 s on 2 cores (mostly starting interpreters and importing PyTorch), noisy
     python -m fastgrad.bench --json     # the measurements as JSON on stdout
 """
 
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="fastgrad against its pure-Python reference "
                                      "engines, micrograd and PyTorch, in one table.")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats: about 20 s on 2 cores, noisy")
+                        help="small sizes and few repeats: about 40 s on 2 cores, noisy")
     parser.add_argument("--json", action="store_true",
                         help="print the measurements as JSON instead of the table")
     parser.add_argument("--threads", type=int, default=1,

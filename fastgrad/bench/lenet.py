@@ -114,7 +114,9 @@ def torch_columns(threads: int) -> tuple[Any, dict[str, int]]:
 
 def thread_setters(torch: Any, columns: dict[str, int]) -> dict[str, Callable[[], None]]:
     """For each torch column, a function that sets torch's threads to that column's count."""
-    return {name: (lambda n=n: torch.set_num_threads(n)) for name, n in columns.items()}
+    def setter(n: int) -> Callable[[], None]:
+        return lambda: torch.set_num_threads(n)
+    return {name: setter(n) for name, n in columns.items()}
 
 
 def worker(name: str, quick: bool, threads: int = 0) -> dict[str, Any]:
