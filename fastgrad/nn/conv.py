@@ -220,9 +220,11 @@ class ConvTranspose2d(_ConvNd):
             raise ValueError(f"ConvTranspose{spatial}D: for {input.ndim}D input, output_size "
                              f"must have {spatial} or {non_spatial + spatial} elements (got "
                              f"{len(output_size)})")
+        padding = self.padding
+        assert not isinstance(padding, str)     # (a transposed convolution's is numeric)
         smallest, largest = [], []
         for d in range(spatial):
-            n = ((input.shape[d + non_spatial] - 1) * self.stride[d] - 2 * self.padding[d]
+            n = ((input.shape[d + non_spatial] - 1) * self.stride[d] - 2 * padding[d]
                  + self.dilation[d] * (self.kernel_size[d] - 1) + 1)
             smallest.append(n)
             largest.append(n + self.stride[d] - 1)
