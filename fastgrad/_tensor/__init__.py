@@ -21,6 +21,10 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     ) from exc
 
 from fastgrad._tensor.dtype import get_default_dtype, set_default_dtype  # noqa: E402
+from fastgrad._malloc import keep_freed_memory  # noqa: E402
+
+# Training steps free and reallocate the same megabytes each time: keep them mapped (_malloc.py).
+keep_freed_memory()
 
 cat = concatenate  # PyTorch's name
 
