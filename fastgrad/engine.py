@@ -27,17 +27,18 @@ if TYPE_CHECKING:
     # Type checkers see the compiled engine's stubs (.pyi); the reference engine has the same API.
     from fastgrad._scalar.forward_mode import jvp
     from fastgrad._scalar.replay import Program, record, sgd_step
-    from fastgrad._scalar.value import Value, linear_combination, linear_layer
+    from fastgrad._scalar.value import Value, graph_nodes, linear_combination, linear_layer
 elif ENGINE == "pure":
     Value, jvp, record, sgd_step = reference.Value, reference.jvp, reference.record, \
         reference.sgd_step
     linear_combination, linear_layer = reference.linear_combination, reference.linear_layer
+    graph_nodes = reference.graph_nodes
     Program = None  # nothing to record on this engine
 elif ENGINE == "compiled":
     try:
         from fastgrad._scalar.forward_mode import jvp
         from fastgrad._scalar.replay import Program, record, sgd_step
-        from fastgrad._scalar.value import Value, linear_combination, linear_layer
+        from fastgrad._scalar.value import Value, graph_nodes, linear_combination, linear_layer
     except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         raise ImportError(
             "fastgrad's compiled core (fastgrad._scalar) is not built or cannot be loaded: "
@@ -49,4 +50,4 @@ else:
     raise ImportError(f"FASTGRAD_ENGINE must be 'compiled' or 'pure', not {ENGINE!r}")
 
 __all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "Program",
-           "ENGINE", "reference"]
+           "graph_nodes", "ENGINE", "reference"]

@@ -15,7 +15,8 @@ import numpy
 
 from fastgrad._scalar.attributes import ValueAttributes
 
-__all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "RULES"]
+__all__ = ["Value", "linear_combination", "linear_layer", "jvp", "record", "sgd_step", "RULES",
+           "graph_nodes"]
 
 
 def _as_number(x):
@@ -559,7 +560,15 @@ class Value(_Node):
     def __abs__(self):
         return Value._node(_Abs, _Abs.value(self.data), (self,))
 
-    def backward(self):
+    # The gradient of the last backward(create_graph=True) as a Value one can differentiate
+    # again, on each leaf it reached (an instance attribute then; None until then).
+    grad_value = None
+
+    def backward(self, create_graph=False):
+        if create_graph:  # the float grads as below, and each leaf's grad_value
+            from fastgrad._scalar.graph_rules import backward_creating_graph
+            backward_creating_graph(self)
+            return
         # a node is always created after its children: latest first is a topological order
         self.grad = 1.0
         for v in reversed(_topological(self)):
@@ -572,17 +581,48 @@ class Value(_Node):
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
 
-def _topological(root):
-    """Every node root depends on, children before parents (iteratively: graphs may be
+def _topological(*roots):
+    """Every node the roots depend on, children before parents (iteratively: graphs may be
     millions deep)."""
-    reachable = {id(root): root}
-    stack = [root]
+    reachable = {id(root): root for root in roots}
+    stack = list(roots)
     while stack:
         for child in stack.pop()._children:
             if id(child) not in reachable:
                 reachable[id(child)] = child
                 stack.append(child)
     return sorted(reachable.values(), key=lambda v: v._created)
+
+
+_RULE_NAMES = {rule: name for name, rule in RULES.items() if rule is not _NoDerivative}
+
+
+def graph_nodes(roots):
+    """Every node the given Values depend on, in creation order (children before parents), as
+    the compiled twin (value.pyx's graph_nodes) lists them: ``(node, op, first, second, aux,
+    closure)`` with the children's positions in the list (-1 for none).
+
+    >>> x = Value(2.0); y = x * x + 1
+    >>> [(op, first, second) for _, op, first, second, _, _ in graph_nodes([y])]
+    [('LEAF', -1, -1), ('MUL', 0, 0), ('LEAF', -1, -1), ('ADD', 1, 2)]
+    """
+    roots = list(roots)
+    for r in roots:
+        if not isinstance(r, Value):
+            raise TypeError(f"graph_nodes needs Values, not {type(r).__name__}")
+    order = _topological(*roots) if roots else []
+    position = {id(v): i for i, v in enumerate(order)}
+    nodes = []
+    for v in order:
+        kids = v._children
+        if v._rule is _NoDerivative:
+            op = "OPAQUE" if kids else "LEAF"
+        else:
+            op = _RULE_NAMES[v._rule]
+        nodes.append((v, op, position[id(kids[0])] if kids else -1,
+                      position[id(kids[1])] if len(kids) > 1 else -1,
+                      v._exponent if v._exponent is not None else 0.0, v._closure))
+    return nodes
 
 
 def jvp(output, tangents):

@@ -199,6 +199,10 @@ cdef dict _op_names = {}
 cdef tuple _OP_SYMBOLS = ('', '', '', '+', '*', '**', '**', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid',
                             'max', 'min', 'abs')
 OP_SYMBOLS = _OP_SYMBOLS  # the same, for Python (a test checks it against the op enum)
+# The op enum's names (SOP_ADD -> 'ADD'), the keys of reference.RULES; graph_nodes gives them.
+cdef tuple _OP_NAMES = ('FREE', 'LEAF', 'OPAQUE', 'ADD', 'MUL', 'POW_CONST', 'POW', 'RELU', 'TANH',
+                        'EXP', 'LOG', 'SIGMOID', 'MAX', 'MIN', 'ABS')
+OP_NAMES = _OP_NAMES
 
 A.size = 0
 A.capacity = 0
@@ -581,8 +585,18 @@ cdef int32_t topo_order(int32_t root) noexcept:
 
 cdef int32_t _collect(int32_t root, const int32_t *ca, const int32_t *cb, uint64_t *reach,
                       int32_t *out) noexcept nogil:
-    cdef int32_t n = 0, w = root >> 6, lowest = w, s
-    cdef uint64_t bits = (<uint64_t>1) << (root & 63)
+    """The slots reachable from root, descending, into out; returns their count."""
+    reach[root >> 6] |= (<uint64_t>1) << (root & 63)
+    return _collect_marked(root >> 6, root >> 6, ca, cb, reach, out)
+
+
+cdef int32_t _collect_marked(int32_t w, int32_t lowest, const int32_t *ca, const int32_t *cb,
+                             uint64_t *reach, int32_t *out) noexcept nogil:
+    """The slots marked in reach (in words lowest..w) and all below them, descending, into out.
+
+    Clears every word it visits, so reach is all zeros again when it returns."""
+    cdef int32_t n = 0, s
+    cdef uint64_t bits = 0
     while w >= lowest:
         bits |= reach[w]
         reach[w] = 0
@@ -1100,12 +1114,24 @@ cdef class Value:
 
     # -- differentiation ------------------------------------------------------------------------
 
-    def backward(self):
+    # The gradient of the last backward(create_graph=True) as a Value one can differentiate
+    # again, on each leaf it reached (an instance attribute then; None until then).
+    grad_value = None
+
+    def backward(self, create_graph=False):
         """Set this Value's grad to 1 and accumulate d(self)/d(node) into every node below it.
 
         Same rule as micrograd: gradients add up across calls; use zero_grad() in between.
         Nodes with a ``_backward`` of their own have it called at their turn.
+
+        With ``create_graph=True`` each leaf below also gets ``grad_value``: this call's
+        gradient as a Value built from Value ops, which can be differentiated again
+        (fastgrad.autograd's higher-order derivatives; it replaces, not adds to, an earlier one).
         """
+        if create_graph:
+            from fastgrad._scalar.graph_rules import backward_creating_graph
+            backward_creating_graph(self)
+            return
         if _closures:
             _backward_calling_closures(self)
             return
@@ -1285,6 +1311,69 @@ cdef int _backward_calling_closures(Value root_handle) except -1:
     finally:
         _pins -= 1
     return 0
+
+
+cdef Py_ssize_t _index_of(const int32_t *ascending, Py_ssize_t n, int32_t s) noexcept nogil:
+    """The position of slot s in ascending[0..n) (where it is)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ascending[mid] < s:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def graph_nodes(roots):
+    """Every node the given Values depend on, in creation order (children before parents).
+
+    One tuple per node: ``(handle, op, first, second, aux, closure)`` with ``op`` the op's name
+    (``reference.RULES``' keys: 'LEAF', 'ADD', 'POW_CONST', ...), ``first`` and ``second`` the
+    positions of its children in the list (-1 for none, in operand order), ``aux`` the constant
+    operand (the exponent of ``x ** 3``) and ``closure`` its ``_backward`` closure or None.
+    The walk is the sweeps' own (no recursion); fastgrad._scalar.graph_rules differentiates
+    these lists.
+
+    >>> x = Value(2.0); y = x * x + 1
+    >>> [(op, first, second) for _, op, first, second, _, _ in graph_nodes([y])]
+    [('LEAF', -1, -1), ('MUL', 0, 0), ('LEAF', -1, -1), ('ADD', 1, 2)]
+    """
+    global _pins
+    cdef list handles = list(roots)
+    for r in handles:
+        if not isinstance(r, Value):
+            raise TypeError(f"graph_nodes needs Values, not {type(r).__name__}")
+    cdef list nodes = []
+    if not handles:
+        return nodes
+    cdef Scratch buffer = Scratch(A.size, sizeof(int32_t))  # before reading any slot
+    cdef int32_t *order = <int32_t *>buffer.p
+    cdef int32_t top = -1, bottom = INT32_MAX, s
+    cdef Py_ssize_t n, i, j
+    # C only from here to the pin: slots are read and stay put
+    for r in handles:
+        s = (<Value>r).slot
+        A.reach[s >> 6] |= (<uint64_t>1) << (s & 63)
+        top = s if s > top else top
+        bottom = s if s < bottom else bottom
+    n = _collect_marked(top >> 6, bottom >> 6, A.a, A.b, A.reach, order)
+    for i in range(n // 2):  # collected descending
+        s = order[i]
+        order[i] = order[n - 1 - i]
+        order[n - 1 - i] = s
+    _pins += 1  # making handles and tuples may run Python code, which must not move slots
+    try:
+        for i in range(n):
+            s = order[i]
+            handle = _handle_of(s)
+            closure = _closure_of(<Value>handle) if A.flags[s] & FLAG_CLOSURE else None
+            j = _index_of(order, n, A.a[s]) if A.a[s] >= 0 else -1
+            nodes.append((handle, _OP_NAMES[A.op[s]], j,
+                          _index_of(order, n, A.b[s]) if A.b[s] >= 0 else -1, A.aux[s], closure))
+    finally:
+        _pins -= 1
+    return nodes
 
 
 # ---------------------------------------------------------------------------------------------

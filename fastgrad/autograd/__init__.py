@@ -1,6 +1,8 @@
 """Autograd utilities beyond ``backward()`` (``torch.autograd``'s home): forward mode
-(``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``; all but ``Dual`` (Values only) take
-Values and Tensors alike. ``Variable`` is PyTorch's old name for a tensor.
+(``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``, which take Values and Tensors alike
+(``Dual``: Values only); ``grad`` and ``functional`` (``hessian``, ``jacobian``, ``hvp``, ...),
+higher-order derivatives, for Values (not yet for Tensors). ``Variable`` is PyTorch's old name
+for a tensor.
 
 >>> from fastgrad import Value
 >>> from fastgrad.autograd import gradcheck, jvp
@@ -11,8 +13,11 @@ Values and Tensors alike. ``Variable`` is PyTorch's old name for a tensor.
 True
 """
 
+from fastgrad.autograd import functional
 from fastgrad.autograd.forward_mode import Dual, forward_grad, jvp
 from fastgrad.autograd.gradcheck import GradcheckError, gradcheck
+from fastgrad.autograd.reverse_mode import grad
 from fastgrad.autograd.variable import Variable
 
-__all__ = ["jvp", "forward_grad", "Dual", "gradcheck", "GradcheckError", "Variable"]
+__all__ = ["grad", "functional", "jvp", "forward_grad", "Dual", "gradcheck", "GradcheckError",
+           "Variable"]
