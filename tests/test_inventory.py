@@ -73,6 +73,18 @@ def test_compiled_op_symbols_match_the_reference_engine():
             assert OP_SYMBOLS[code] == reference.RULES[name].symbol, name
 
 
+def test_every_computed_op_has_a_rule_in_value_ops():
+    from fastgrad._scalar.graph_rules import GRAPH_RULES
+    computed = [op for op in SCALAR_OPS if op not in NOT_COMPUTED]
+    assert sorted(GRAPH_RULES) == sorted(computed), "graph_rules.GRAPH_RULES vs arena.pxd"
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled engine's op names (FASTGRAD_ENGINE=pure)")
+def test_compiled_op_names_follow_the_enum():
+    from fastgrad._scalar.value import OP_NAMES
+    assert list(OP_NAMES) == SCALAR_OPS, "value.pyx OP_NAMES vs arena.pxd"
+
+
 def test_compiled_value_has_every_public_name_of_the_reference():
     operators = {"__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
                  "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__abs__"}
