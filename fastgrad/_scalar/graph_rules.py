@@ -141,7 +141,7 @@ GRAPH_RULES: dict[str, Callable[..., tuple[Grad, Grad]]] = {
 _NO_DERIVATIVE = frozenset({"LEAF", "OPAQUE"})
 
 
-def engine_of(v: Any) -> tuple[type, Callable[[Sequence[Any]], list]]:
+def engine_of(v: Any) -> tuple[Any, Callable[[Sequence[Any]], list]]:
     """The Value class and graph_nodes function of v's engine (the chosen one, or the reference
     engine, whose Values the tests use beside the chosen engine's)."""
     if isinstance(v, engine.Value):

@@ -40,7 +40,7 @@ def _prepare(name: str, inputs: Any, create_graph: bool) -> tuple[bool, tuple, t
     given = tuple(inputs) if is_tuple else (inputs,)
     if any(isinstance(x, Tensor) for x in given):
         raise NotImplementedError(f"fastgrad.autograd.functional.{name}: {TENSOR_MESSAGE}")
-    value_type = engine.Value
+    value_type: Any = engine.Value
     for x in given:
         if not isinstance(x, numbers.Real):
             value_type = engine_of(x)[0]  # TypeError for anything but a Value or a number

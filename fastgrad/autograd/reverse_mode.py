@@ -109,7 +109,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     return tuple(result)
 
 
-def _seeds(outputs: tuple, grad_outputs: Any, value_type: type, create_graph: bool) -> list:
+def _seeds(outputs: tuple, grad_outputs: Any, value_type: Any, create_graph: bool) -> list:
     """The starting gradient of each output: a float, or a Value when create_graph keeps it."""
     if grad_outputs is None:
         return [1.0] * len(outputs)
