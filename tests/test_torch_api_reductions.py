@@ -58,8 +58,17 @@ def test_reductions_with_dim_and_keepdim(sd, name, keep, dtype, seed):
         assume(_count(shape, dim) > 1)      # one element with correction=1: PyTorch warns, nan
     if name.startswith("std"):
         assume(_count(shape, dim) > 1)      # std 0: test_std_of_constant_has_torch_gradient
+    if name == "norm":
+        assume(not (isinstance(dim, tuple) and len(dim) > 2))   # test_frobenius_norm_dims
     check(lambda lib, t: REDUCE[name](t, dim, keep), rand(shape, dtype, seed),
           rtol=1e-5 if dtype == "float32" else 1e-11)
+
+
+def test_frobenius_norm_dims():
+    # PyTorch's default norm ('fro') is a vector or a matrix norm: three dims are an error,
+    # while a numeric p takes any number of dims
+    check_raises(RuntimeError, lambda lib, t: t.norm(dim=(0, 1, 2)), rand((2, 2, 2), "float64", 1))
+    check(lambda lib, t: t.norm(p=2, dim=(0, 1, -1)), rand((2, 2, 2), "float64", 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

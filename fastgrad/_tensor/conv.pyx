@@ -12,6 +12,8 @@
 # (numpy's BLAS) and a transpose to (N, O, oh, ow). Backward is the two GEMMs of a matmul and
 # col2im (the adjoint of im2col). The node saves the columns, so backward does not lay them out
 # again. A transposed convolution is the same pieces the other way round.
+from libc.stdint cimport uint8_t
+
 from fastgrad._tensor.grad_mode cimport grad_enabled
 from fastgrad._tensor.tensor cimport *
 from fastgrad._tensor.windows cimport (BATCH_LAYOUT, CONV_LAYOUT, Grid2d, col2im, grid_from,
@@ -89,11 +91,63 @@ cdef Tensor _node(object out):
     return new_tensor(out)
 
 
-cdef int _link_bias(Tensor t, Tensor cc) except -1:
-    t.c = cc
-    if cc is not None:
-        cc._parents += 1
-    return 0
+cdef tuple _conv_operands(object input, object weight, object bias, str op):
+    """(input, weight, bias) as Tensors and the input's and weight's arrays, checked as
+    PyTorch's convolutions check them: 4-D float input, 4-D weight of the same dtype."""
+    cdef Tensor tx = _tensor_arg(input, op, 'input')
+    cdef Tensor tw = _tensor_arg(weight, op, 'weight')
+    cdef Tensor tb = None if bias is None else _tensor_arg(bias, op, 'bias')
+    xv = _float_data(tx, op)
+    wv = tw._data
+    _need_4d(xv, op)
+    if wv.ndim != 4:
+        raise RuntimeError(f"Expected 4-dimensional weight for 4-dimensional input "
+                           f"{_dims(xv.shape)}, but got {wv.ndim}-dimensional weight of size "
+                           f"{_dims(wv.shape)} instead")
+    _same_dtype(xv, wv, 'weight')
+    return tx, tw, tb, xv, wv
+
+
+cdef tuple _stride_dilation_groups(object stride, object dilation, object groups):
+    sh, sw = _ints(stride, 2, 'stride', 1, "non-positive stride is not supported")
+    dh, dw = _ints(dilation, 2, 'dilation', 1, "dilation should be greater than zero")
+    gr = _index(groups)
+    if gr < 1:
+        raise RuntimeError("non-positive groups is not supported")
+    return sh, sw, dh, dw, gr
+
+
+cdef object _bias_data(Tensor tb, object xv, Py_ssize_t o, str given):
+    """The bias's array (None without one): o elements of the input's dtype."""
+    if tb is None:
+        return None
+    bv = tb._data
+    if bv.shape != (o,):
+        raise RuntimeError(f"Given {given}, expected bias to be 1-dimensional with {o} "
+                           f"elements, but got bias of size {_dims(bv.shape)} instead")
+    _same_dtype(xv, bv, 'bias')
+    return bv
+
+
+cdef Tensor _conv_node(object out, uint8_t op, Tensor tx, Tensor tw, Tensor tb,
+                       object saved_input, object wv, tuple aux):
+    """out as the node of a convolution: saved_input (what the weight's gradient reads) and
+    the weight's value are kept only for the gradients that need them, with their versions."""
+    cdef Tensor t = new_tensor(out)
+    cdef Tensor ca = grad_child(tx)
+    cdef Tensor cb = grad_child(tw)
+    cdef Tensor cc = grad_child(tb)
+    if grad_enabled() and (ca is not None or cb is not None or cc is not None):
+        record(t, op, ca, cb, saved_input if cb is not None else None,
+               wv if ca is not None else None, aux)
+        t.c = cc
+        if cc is not None:
+            cc._parents += 1
+        if cb is not None:                  # the weight's gradient reads the input
+            t.s0, t.v0 = tx, version_of(tx)
+        if ca is not None:                  # the input's gradient reads the weight
+            t.s1, t.v1 = tw, version_of(tw)
+    return t
 
 
 # --- conv2d -----------------------------------------------------------------------------------
@@ -135,23 +189,9 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups):
     >>> w.grad.numpy().reshape(-1).tolist()
     [20.0, 24.0, 36.0, 40.0]
     """
-    cdef Tensor tx = _tensor_arg(input, 'conv2d', 'input')
-    cdef Tensor tw = _tensor_arg(weight, 'conv2d', 'weight')
-    cdef Tensor tb = None if bias is None else _tensor_arg(bias, 'conv2d', 'bias')
-    xv = _float_data(tx, 'conv2d')
-    wv = tw._data
-    _need_4d(xv, 'conv2d')
-    if wv.ndim != 4:
-        raise RuntimeError(f"Expected 4-dimensional weight for 4-dimensional input "
-                           f"{_dims(xv.shape)}, but got {wv.ndim}-dimensional weight of size "
-                           f"{_dims(wv.shape)} instead")
-    _same_dtype(xv, wv, 'weight')
-    sh, sw = _ints(stride, 2, 'stride', 1, "non-positive stride is not supported")
+    tx, tw, tb, xv, wv = _conv_operands(input, weight, bias, 'conv2d')
+    sh, sw, dh, dw, gr = _stride_dilation_groups(stride, dilation, groups)
     pt, pb, pl, pr = _ints(padding, 4, 'padding', 0, "negative padding is not supported")
-    dh, dw = _ints(dilation, 2, 'dilation', 1, "dilation should be greater than zero")
-    gr = _index(groups)
-    if gr < 1:
-        raise RuntimeError("non-positive groups is not supported")
     n, c, h, w = xv.shape
     o, cg, kh, kw = wv.shape
     if o % gr:
@@ -161,14 +201,7 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(f"Given groups={gr}, weight of size {_dims(wv.shape)}, expected "
                            f"input{_dims(xv.shape)} to have {cg * gr} channels, but got {c} "
                            f"channels instead")
-    bv = None
-    if tb is not None:
-        bv = tb._data
-        if bv.shape != (o,):
-            raise RuntimeError(f"Given weight of size {_dims(wv.shape)}, expected bias to be "
-                               f"1-dimensional with {o} elements, but got bias of size "
-                               f"{_dims(bv.shape)} instead")
-        _same_dtype(xv, bv, 'bias')
+    bv = _bias_data(tb, xv, o, f"weight of size {_dims(wv.shape)}")
     hp, wp = h + pt + pb, w + pl + pr
     if hp < dh * (kh - 1) + 1 or wp < dw * (kw - 1) + 1 or kh < 1 or kw < 1:
         raise RuntimeError(f"Calculated padded input size per channel: ({hp} x {wp}). Kernel "
@@ -180,19 +213,7 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups):
     cdef Grid2d g = grid_from(geometry)
     cols = im2col(xv, &g, CONV_LAYOUT)
     out = _add_channel_bias(conv_gemm(cols, wv, gr, n, oh * ow), bv).reshape(n, o, oh, ow)
-    cdef Tensor t = _node(out)
-    cdef Tensor ca = grad_child(tx)
-    cdef Tensor cb = grad_child(tw)
-    cdef Tensor cc = grad_child(tb)
-    if grad_enabled() and (ca is not None or cb is not None or cc is not None):
-        record(t, TOP_CONV, ca, cb, cols if cb is not None else None,
-               wv if ca is not None else None, (geometry, gr))
-        _link_bias(t, cc)
-        if cb is not None:                  # the weight's gradient reads the input's columns
-            t.s0, t.v0 = tx, version_of(tx)
-        if ca is not None:                  # the input's gradient reads the weight
-            t.s1, t.v1 = tw, version_of(tw)
-    return t
+    return _conv_node(out, TOP_CONV, tx, tw, tb, cols, wv, (geometry, gr))
 
 
 # --- conv_transpose2d -------------------------------------------------------------------------
@@ -223,25 +244,11 @@ def conv_transpose2d(input, weight, bias, stride, padding, output_padding, group
     >>> conv_transpose2d(x, w, None, (1, 1), (0, 0), (0, 0), 1, (1, 1)).numpy()[0, 0].tolist()
     [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
-    cdef Tensor tx = _tensor_arg(input, 'conv_transpose2d', 'input')
-    cdef Tensor tw = _tensor_arg(weight, 'conv_transpose2d', 'weight')
-    cdef Tensor tb = None if bias is None else _tensor_arg(bias, 'conv_transpose2d', 'bias')
-    xv = _float_data(tx, 'conv_transpose2d')
-    wv = tw._data
-    _need_4d(xv, 'conv_transpose2d')
-    if wv.ndim != 4:
-        raise RuntimeError(f"Expected 4-dimensional weight for 4-dimensional input "
-                           f"{_dims(xv.shape)}, but got {wv.ndim}-dimensional weight of size "
-                           f"{_dims(wv.shape)} instead")
-    _same_dtype(xv, wv, 'weight')
-    sh, sw = _ints(stride, 2, 'stride', 1, "non-positive stride is not supported")
+    tx, tw, tb, xv, wv = _conv_operands(input, weight, bias, 'conv_transpose2d')
+    sh, sw, dh, dw, gr = _stride_dilation_groups(stride, dilation, groups)
     ph, pw = _ints(padding, 2, 'padding', 0, "negative padding is not supported")
     oph, opw = _ints(output_padding, 2, 'output_padding', 0,
                      "negative output_padding is not supported")
-    dh, dw = _ints(dilation, 2, 'dilation', 1, "dilation should be greater than zero")
-    gr = _index(groups)
-    if gr < 1:
-        raise RuntimeError("non-positive groups is not supported")
     if (oph >= sh and oph >= dh) or (opw >= sw and opw >= dw):
         raise RuntimeError(f"output padding must be smaller than either stride or dilation, "
                            f"but got output_padding_height: {oph} output_padding_width: {opw} "
@@ -257,14 +264,7 @@ def conv_transpose2d(input, weight, bias, stride, padding, output_padding, group
                            f"input{_dims(xv.shape)} to have {cw} channels, but got {c} "
                            f"channels instead")
     o = og * gr
-    bv = None
-    if tb is not None:
-        bv = tb._data
-        if bv.shape != (o,):
-            raise RuntimeError(f"Given transposed=1, weight of size {_dims(wv.shape)}, expected "
-                               f"bias to be 1-dimensional with {o} elements, but got bias of "
-                               f"size {_dims(bv.shape)} instead")
-        _same_dtype(xv, bv, 'bias')
+    bv = _bias_data(tb, xv, o, f"transposed=1, weight of size {_dims(wv.shape)}")
     oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     if oh < 1 or ow < 1 or kh < 1 or kw < 1:
@@ -277,19 +277,7 @@ def conv_transpose2d(input, weight, bias, stride, padding, output_padding, group
     out = col2im(transpose_columns(xcols, wv, gr), &g, n, CONV_LAYOUT)
     if bv is not None:
         out += bv.reshape(1, -1, 1, 1)
-    cdef Tensor t = _node(out)
-    cdef Tensor ca = grad_child(tx)
-    cdef Tensor cb = grad_child(tw)
-    cdef Tensor cc = grad_child(tb)
-    if grad_enabled() and (ca is not None or cb is not None or cc is not None):
-        record(t, TOP_CONV_TRANSPOSE, ca, cb, xcols if cb is not None else None,
-               wv if ca is not None else None, (geometry, gr, c))
-        _link_bias(t, cc)
-        if cb is not None:
-            t.s0, t.v0 = tx, version_of(tx)
-        if ca is not None:
-            t.s1, t.v1 = tw, version_of(tw)
-    return t
+    return _conv_node(out, TOP_CONV_TRANSPOSE, tx, tw, tb, xcols, wv, (geometry, gr, c))
 
 
 # --- unfold / fold ----------------------------------------------------------------------------

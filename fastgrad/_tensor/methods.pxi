@@ -1392,6 +1392,10 @@ cdef class Tensor:
         """The p-norm over dim (all by default): p = 2/'fro', 1, inf, -inf, 0 or any number."""
         x = _float_value(self._data) if dtype is None else self._data.astype(numpy_dtype(dtype))
         axes = norm_axes(dim, x.ndim, 'norm')
+        if p == 'fro' and isinstance(dim, (tuple, list)) and len(dim) > 2:
+            # (PyTorch's Frobenius norm is a vector or a matrix norm: 1 or 2 dims)
+            raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                               f"{' '.join(str(d) for d in dim)}")
         if p == 'fro' or p is None:
             p = 2
         if p == 'nuc' or isinstance(p, str):

@@ -137,6 +137,49 @@ cdef int _sweep_reverse(Sweep s, list order, list grads, Py_ssize_t count) excep
 install_backward_sweep(_run_backward)
 
 
+def tensor_vjp(output, seed, inputs):
+    """The vector-Jacobian products seed . d(output)/d(x) for each x in inputs, by one reverse
+    sweep that accumulates into no .grad (torch.autograd.grad's first-order core).
+
+    `output`: a Tensor that requires grad. `seed`: an array of output's shape and dtype (the
+    caller checks it). `inputs`: a sequence of Tensors that require grad, leaves or not, each
+    possibly used at several places. Returns a list with, per input, its gradient as a fresh
+    array of its shape and dtype, or None if output does not depend on it.
+    """
+    cdef Tensor root = <Tensor?>output
+    cdef dict wanted = {}
+    cdef Tensor x
+    for item in inputs:
+        x = <Tensor?>item
+        wanted[_addr(x)] = None
+    cdef Sweep s = Sweep()
+    cdef list order = _topo(root, s)
+    cdef Py_ssize_t count = len(order), i
+    cdef Tensor n
+    s.size_owned(count)
+    cdef list grads = [None] * count
+    s.grads = grads
+    grads[count - 1] = seed
+    s.owned[count - 1] = True
+    for i in range(count - 1, -1, -1):
+        g = grads[i]
+        if g is None:
+            continue
+        grads[i] = None
+        n = <Tensor>order[i]
+        key = _addr(n)
+        if key in wanted:
+            # the gradient of n is complete here: every parent of n is above it in the order
+            wanted[key] = g if (s.owned[i] and n.op == TOP_LEAF) else g.copy()
+        if n.op == TOP_LEAF:
+            continue
+        s.kids = s.edges + s.first[i]
+        s.nkids = s.first[i + 1] - s.first[i]
+        s.g_owned = s.owned[i]
+        backward_rule(s, n, g)
+    return [wanted[_addr(<Tensor>item)] for item in inputs]
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward mode: the tangent sweep (Jacobian-vector products)
 #
