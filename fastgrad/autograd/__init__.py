@@ -1,7 +1,7 @@
 """Autograd utilities beyond ``backward()`` (``torch.autograd``'s home): forward mode
 (``jvp``, ``forward_grad``, ``Dual``) and ``gradcheck``, which take Values and Tensors alike
 (``Dual``: Values only); ``grad`` and ``functional`` (``hessian``, ``jacobian``, ``hvp``, ...),
-higher-order derivatives, for Values (not yet for Tensors). ``Variable`` is PyTorch's old name
+to any order for Values, first order for Tensors. ``Variable`` is PyTorch's old name
 for a tensor.
 
 >>> from fastgrad import Value

@@ -12,7 +12,9 @@ values, so nothing is recorded on the caller's Values and the results are consta
 results are differentiable with respect to them. ``vectorize`` and the strategies are accepted
 for compatibility and change nothing: Values are scalars.
 
-Tensors are not supported yet: higher-order derivatives of Tensors raise NotImplementedError.
+Tensors: ``jacobian``, ``vjp`` and ``jvp`` go to the tensor engine's first-order versions
+(fastgrad/autograd/_tensor_functional.py); ``hessian``, ``hvp``, ``vhp`` and
+``create_graph=True`` raise NotImplementedError for Tensors (no higher orders for them yet).
 
 >>> from fastgrad.autograd.functional import hessian
 >>> H = hessian(lambda x, y: x * x * y + y ** 3, (1.0, 2.0))
@@ -29,9 +31,15 @@ from typing import Any
 from fastgrad import engine
 from fastgrad._scalar.graph_rules import engine_of
 from fastgrad._tensor import Tensor
+from fastgrad.autograd import _tensor_functional
 from fastgrad.autograd.reverse_mode import TENSOR_MESSAGE, grad
 
 __all__ = ["jacobian", "hessian", "vjp", "jvp", "hvp", "vhp"]
+
+
+def _has_tensor(inputs: Any) -> bool:
+    given = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    return any(isinstance(x, Tensor) for x in given)
 
 
 def _prepare(name: str, inputs: Any, create_graph: bool) -> tuple[bool, tuple, type]:
@@ -126,6 +134,10 @@ def jacobian(func: Callable, inputs: Any, create_graph: bool = False, strict: bo
     if strict and vectorize:
         raise RuntimeError("jacobian: `strict=True` and `vectorize=True` are not supported "
                            "together. Please either set `strict=False` or `vectorize=False`.")
+    if _has_tensor(inputs):
+        return _tensor_functional.jacobian(func, inputs, create_graph=create_graph,
+                                           strict=strict, vectorize=vectorize,
+                                           strategy=strategy)
     is_tuple, leaves, value_type = _prepare("jacobian", inputs, create_graph)
     out_is_tuple, outputs = _call("jacobian", func, is_tuple, leaves, value_type, single=False)
     rows = []
@@ -194,6 +206,8 @@ def vjp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> out.data, [d.data for d in g]
     (6.0, [3.0, 2.0])
     """
+    if _has_tensor(inputs):
+        return _tensor_functional.vjp(func, inputs, v, create_graph=create_graph, strict=strict)
     is_tuple, leaves, value_type = _prepare("vjp", inputs, create_graph)
     out_is_tuple, outputs = _call("vjp", func, is_tuple, leaves, value_type, single=False)
     vs = _vector("vjp", v, outputs, out_is_tuple, "output")
@@ -214,6 +228,8 @@ def jvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> out.data, d.data
     (6.0, 3.0)
     """
+    if _has_tensor(inputs):
+        return _tensor_functional.jvp(func, inputs, v, create_graph=create_graph, strict=strict)
     is_tuple, leaves, value_type = _prepare("jvp", inputs, create_graph)
     vs = _vector("jvp", v, leaves, is_tuple, "input")
     out_is_tuple, outputs = _call("jvp", func, is_tuple, leaves, value_type, single=False)

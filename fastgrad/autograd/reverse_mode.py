@@ -9,8 +9,8 @@ values equal ``backward()``'s floats bit for bit. With ``create_graph=False`` on
 backward sweep computes them, and they come back as constant Values. Either way no Value's
 micrograd ``.grad`` float changes: ``grad()`` is a function, not an accumulation.
 
-Tensors: not implemented yet (the tensor engine has no ``create_graph``); ``grad`` raises
-NotImplementedError for them.
+Tensors: first order only, by fastgrad/autograd/_tensor_grad.py (``create_graph=True`` raises
+NotImplementedError: the tensor engine does not record its backward rules as ops yet).
 
 >>> from fastgrad import Value
 >>> x = Value(2.0); y = Value(3.0)
@@ -31,12 +31,12 @@ from typing import Any
 
 from fastgrad._scalar.graph_rules import engine_of, gradients
 from fastgrad._tensor import Tensor
+from fastgrad.autograd._tensor_grad import tensor_grad
 
 __all__ = ["grad"]
 
-TENSOR_MESSAGE = ("higher-order gradients of Tensors (create_graph=True, autograd.grad and "
-                  "autograd.functional for Tensors) are not implemented yet; they work for "
-                  "Values (the scalar engine)")
+TENSOR_MESSAGE = ("higher-order derivatives of Tensors (create_graph=True, hessian, hvp, vhp) "
+                  "are not implemented yet; they work for Values (the scalar engine)")
 
 
 def _as_tuple(x: Any) -> tuple:
@@ -50,6 +50,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
          materialize_grads: bool = False) -> tuple:
     """The gradients of ``sum(grad_outputs[i] * outputs[i])`` with respect to each input.
 
+    Tensors go to the tensor engine's ``grad`` (first order only). For Values:
     ``outputs`` and ``inputs`` are a Value or a sequence of Values; ``grad_outputs`` a number
     or Value per output (None: 1). Returns a tuple with one Value per input. An input that the
     outputs do not depend on raises RuntimeError, unless ``allow_unused=True`` (its gradient is
@@ -65,10 +66,12 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     >>> round(h.data, 12)                  # -2 tanh(x) (1 - tanh(x)**2)
     -0.726861981384
     """
+    if any(isinstance(t, Tensor) for t in _as_tuple(outputs) + _as_tuple(inputs)):
+        return tensor_grad(outputs, inputs, grad_outputs=grad_outputs,
+                           retain_graph=retain_graph, create_graph=create_graph,
+                           allow_unused=allow_unused, materialize_grads=materialize_grads)
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
-    if any(isinstance(t, Tensor) for t in outputs + inputs + _as_tuple(grad_outputs)):
-        raise NotImplementedError(f"fastgrad.autograd.grad: {TENSOR_MESSAGE}")
     if not inputs:
         raise RuntimeError("`inputs` argument to `grad()` cannot be empty.")
     if not outputs:
