@@ -9,7 +9,8 @@ by the kernel: a LeNet step at batch 64 took ~2,500 page faults and twice its ti
 only to the size of that block, which stays below what a step frees in all.
 
 ``keep_freed_memory()`` sets them at once to the largest values glibc's own adjustment would
-reach (32 MB and 64 MB), so a process keeps up to 64 MB of freed memory for reuse. It does
+reach (32 MB and 64 MB; setting them also ends that adjustment): blocks up to 32 MB come from
+the heap, and up to 64 MB of free space at the top of the heap stays mapped for reuse. It does
 nothing on other C libraries, under a sanitizer's allocator, when the user set either threshold
 through glibc's environment variables, or when ``FASTGRAD_MALLOC_TUNING=0``.
 """

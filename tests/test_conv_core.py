@@ -41,6 +41,16 @@ HOSTILE_CALLS = [
     ("conv.conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (1 << 70, 1), 1)", "RuntimeError"),
     ("conv.conv2d(x, w, None, (1, 1), (1 << 62,) * 4, (1 << 61, 1), 1)", "Error"),
     ("conv.max_pool2d(x, (2, 2), (1, 1), (1, 1), (1 << 62, 1), False)", "Error"),
+    # paddings and strides near 2**63 (index arithmetic in the loops must not wrap)
+    ("conv.unfold(x, (1, 1), (1, 1), (3 << 60, 0), ((1 << 63) - 1, 1))", "RuntimeError"),
+    ("conv.conv2d(x, w[:, :, :1, :1], None, ((1 << 63) - 1, 1), (3 << 60, 3 << 60, 0, 0),"
+     " (1, 1), 1)", "RuntimeError"),
+    ("conv.fold(Tensor(np.ones((1, 1, 6))), (6, 6), (1, 1), (1, 1), (3 << 60, 0),"
+     " ((1 << 63) - 1, 1))", "RuntimeError"),
+    ("conv.max_pool2d(x, (1, 1), (1 << 62, 1), (0, 0), (1, 1), False)", "RuntimeError"),
+    ("conv.avg_pool2d(x, (1, 1), (1 << 62, 1), (0, 0), True, True, None)", "RuntimeError"),
+    ("conv.conv_transpose2d(Tensor(np.ones((2, 3, 0, 4))), w.transpose(0, 1), None, (1, 1),"
+     " (0, 0), (0, 0), 1, (1, 1))", "RuntimeError"),
     ("conv.conv2d(x, w, None, (1, 1), (1 << 40,) * 4, (1, 1), 1)", "Error"),
     ("conv.conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (9, 9), 1)", "RuntimeError"),
     ("conv.conv2d(x, w, None, (1.5, 1), (0, 0, 0, 0), (1, 1), 1)", "TypeError"),

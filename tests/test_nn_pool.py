@@ -208,9 +208,31 @@ def test_interpolate_4d_matches_torch(kwargs, dtype):
 @pytest.mark.parametrize("kwargs", [
     dict(scale_factor=2), dict(size=9), dict(scale_factor=0.7), dict(size=[2]),
     dict(size=7, mode="linear"), dict(scale_factor=1.5, mode="linear", align_corners=True),
+    dict(scale_factor=1.2),
 ])
 def test_interpolate_3d_matches_torch(kwargs):
     check(lambda lib, x: nnf(lib).interpolate(x, **kwargs), rand((2, 3, 5)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("factor", [1.1, 2.1])
+def test_interpolate_3d_nearest_to_the_input_size_or_twice_it(factor):
+    # PyTorch's 1-D nearest kernel reads floor(dst / factor) even when the output has the
+    # input's size (or twice it), where its 2-D kernel reads dst (or dst // 2). fastgrad's
+    # values follow; its gradient is the one of those values, while PyTorch's 1-D backward
+    # takes the shortcut (it sends each output's gradient to dst or dst // 2), so gradients
+    # are compared with the reads, not with PyTorch
+    x = rand((2, 3, 5))
+    check(lambda lib, t: nnf(lib).interpolate(t, scale_factor=factor), x, rtol=1e-10,
+          grad=False)
+    t = fastgrad.tensor(x, requires_grad=True)
+    out = F.interpolate(t, scale_factor=factor)
+    weights = np.random.default_rng(3).standard_normal(out.shape)
+    (out * fastgrad.tensor(weights)).sum().backward()
+    reads = np.minimum(np.floor(np.arange(out.shape[2], dtype=np.float32)
+                                * np.float32(1 / factor)).astype(int), 4)
+    expected = np.zeros_like(x)
+    np.add.at(expected, (slice(None), slice(None), reads), weights)
+    np.testing.assert_allclose(t.grad.numpy(), expected, rtol=1e-12)
 
 
 @SETTINGS

@@ -265,6 +265,9 @@ def conv_transpose2d(input, weight, bias, stride, padding, output_padding, group
                            f"channels instead")
     o = og * gr
     bv = _bias_data(tb, xv, o, f"transposed=1, weight of size {_dims(wv.shape)}")
+    if (h == 0 or w == 0) and n and c:
+        raise RuntimeError("Only zero batch or zero channel inputs are supported, but got "
+                           f"input shape: {_dims(xv.shape)}")
     oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     if oh < 1 or ow < 1 or kh < 1 or kw < 1:
@@ -282,9 +285,8 @@ def conv_transpose2d(input, weight, bias, stride, padding, output_padding, group
 
 # --- unfold / fold ----------------------------------------------------------------------------
 
-cdef Py_ssize_t _blocks(Py_ssize_t size, Py_ssize_t k, Py_ssize_t d, Py_ssize_t p,
-                        Py_ssize_t s) noexcept:
-    """How many sliding blocks fit along an axis (may be < 1)."""
+cdef object _blocks(object size, object k, object d, object p, object s):
+    """How many sliding blocks fit along an axis (may be < 1); Python ints: no overflow."""
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
@@ -364,12 +366,12 @@ def fold(input, output_size, kernel_size, dilation, padding, stride):
 
 # --- pooling ----------------------------------------------------------------------------------
 
-cdef Py_ssize_t _pooled_size(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p,
-                             Py_ssize_t d, bint ceil_mode) noexcept:
+cdef object _pooled_size(object size, object k, object s, object p, object d,
+                         bint ceil_mode):
     """PyTorch's pooling output size: with ceil_mode the last window must start inside the
-    input or its left padding."""
-    cdef Py_ssize_t span = size + 2 * p - d * (k - 1) - 1
-    cdef Py_ssize_t out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    input or its left padding (Python ints: no overflow)."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1
     return out
@@ -422,9 +424,8 @@ cdef tuple _pool_args(object kernel_size, object stride, object padding, object 
     return kh, kw, sh, sw, ph, pw, dh, dw
 
 
-cdef tuple _pooled_shape(object xv, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                         bint ceil_mode):
+cdef tuple _pooled_shape(object xv, object kh, object kw, object sh, object sw, object ph,
+                         object pw, object dh, object dw, bint ceil_mode):
     n, c, h, w = xv.shape
     if h < 1 or w < 1:
         raise RuntimeError(f"Expected 4D input with non-zero size for non-batch dimensions, "
@@ -434,6 +435,10 @@ cdef tuple _pooled_shape(object xv, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
     if oh < 1 or ow < 1:
         raise RuntimeError(f"Given input size: ({c}x{h}x{w}). Calculated output size: "
                            f"({c}x{oh}x{ow}). Output size is too small")
+    # (the windows' positions are computed in intp: keep them far from overflow)
+    if max(h + ph + kh * dh + (oh + 1) * sh, w + pw + kw * dw + (ow + 1) * sw) >= 2 ** 60:
+        raise RuntimeError(f"max_pool2d/avg_pool2d: kernel {(kh, kw)}, stride {(sh, sw)}, "
+                           f"padding {(ph, pw)} and dilation {(dh, dw)} are too large")
     return oh, ow
 
 

@@ -20,8 +20,18 @@ cdef object _INTP = np.dtype(np.intp)
 cdef object ndarray = np.ndarray
 
 
+# The loops' index arithmetic (positions y * stride - padding + i * dilation, and the ranges
+# of _valid_range) stays far from overflow while every axis's extent is below this.
+cdef object _LARGEST_EXTENT = 2 ** 60
+
+
 cdef Grid2d grid_from(tuple t) except *:
     cdef Grid2d g
+    C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = t
+    for size, k, s, p, d, o in ((H, kh, sh, ph, dh, oh), (W, kw, sw, pw, dw, ow)):
+        if abs(size) + abs(p) + abs(k) * abs(d) + (abs(o) + 1) * abs(s) >= _LARGEST_EXTENT:
+            raise RuntimeError(f"fastgrad: the window geometry {t} (channels, size, kernel, "
+                               f"stride, padding, dilation, output) is too large")
     (g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.oh, g.ow) = t
     if (g.C < 0 or g.H < 0 or g.W < 0 or g.kh < 1 or g.kw < 1 or g.sh < 1 or g.sw < 1 or
             g.dh < 1 or g.dw < 1 or g.oh < 0 or g.ow < 0):

@@ -1,7 +1,7 @@
 """``torch.autograd.grad`` for Tensors, first order: the gradients of outputs with respect to
 inputs (leaves or not), returned instead of accumulated into ``.grad``.
 
-One reverse sweep per output (``fastgrad._tensor.tensor_vjp``), the sum over outputs of
+One reverse sweep per output (``fastgrad._tensor.sweep.tensor_vjp``), the sum over outputs of
 ``grad_outputs[i] . d(outputs[i])/d(inputs)``, with PyTorch's checks and messages. Higher
 orders (``create_graph=True``) need every backward rule recorded as tensor ops, which the
 tensor engine does not do yet (issue 15): they raise NotImplementedError.

@@ -84,12 +84,15 @@ def _scale(factor: float | None, n_in: int, n_out: int, dtype: Any) -> Any:
     return dtype(n_in) / dtype(n_out)
 
 
-def _nearest_index(n_in: int, n_out: int, factor: float | None) -> np.ndarray:
-    """Source index of each output position: min(floor(dst * scale), in - 1) in float32."""
+def _nearest_index(n_in: int, n_out: int, factor: float | None,
+                   shortcuts: bool) -> np.ndarray:
+    """Source index of each output position: min(floor(dst * scale), in - 1) in float32.
+    With `shortcuts` (PyTorch's 2-D kernel, not its 1-D one), an output of the input's size
+    or twice it reads dst or dst // 2 whatever the scale factor."""
     dst = np.arange(n_out)
-    if n_out == n_in:
+    if shortcuts and n_out == n_in:
         return dst
-    if n_out == 2 * n_in:
+    if shortcuts and n_out == 2 * n_in:
         return dst >> 1
     scale = _scale(factor, n_in, n_out, np.float32)
     src = np.floor(dst.astype(np.float32) * scale).astype(np.int64)
@@ -169,7 +172,8 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
     for i in reversed(range(len(sizes))):
         dim = 2 + i
         if mode == "nearest":
-            out = _along(out, dim, _nearest_index(x.shape[dim], sizes[i], factors[i]))
+            out = _along(out, dim, _nearest_index(x.shape[dim], sizes[i], factors[i],
+                                                  x.ndim == 4))
         else:
             out = _linear_along(out, dim, sizes[i], factors[i], bool(align_corners))
     return out
