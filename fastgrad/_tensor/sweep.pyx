@@ -97,9 +97,11 @@ cdef int _merge_into_leaf(Tensor leaf, object g, bint owned) except -1:
             owned = True
 
 
-cdef int _run_backward(Tensor root, object seed) except -1:
-    """Accumulate seed . d(root)/d(leaf) into every leaf's gradient buffer (seed: a fresh array
-    of root's shape and dtype, checked by Tensor.backward)."""
+cdef int _sweep_from(Tensor root, object seed, dict wanted) except -1:
+    """The reverse sweep from root, seeded with seed (a fresh array of root's shape and
+    dtype). Without `wanted`, each leaf's gradient is accumulated into its .grad (backward).
+    With it (node address -> None), each wanted node's gradient is stored there instead, and
+    no .grad changes (autograd.grad)."""
     cdef Sweep s = Sweep()
     cdef list order = _topo(root, s)
     cdef Py_ssize_t count = len(order), i
@@ -111,20 +113,20 @@ cdef int _run_backward(Tensor root, object seed) except -1:
     s.owned[count - 1] = True
     # (numpy's warnings at edge values, such as log 0 in a rule, are numpy's to show: quieting
     # them costs an errstate per sweep, and a script's own np.seterr settings apply here)
-    _sweep_reverse(s, order, grads, count)
-    return 0
-
-
-cdef int _sweep_reverse(Sweep s, list order, list grads, Py_ssize_t count) except -1:
-    cdef Py_ssize_t i
-    cdef Tensor n
     for i in range(count - 1, -1, -1):
         g = grads[i]
         if g is None:
             continue
         grads[i] = None             # consumed: intermediate buffers are freed as we go
         n = <Tensor>order[i]
-        if n.op == TOP_LEAF:
+        if wanted is not None:
+            key = _addr(n)
+            if key in wanted:
+                # n's gradient is complete here: every parent of n is above it in the order
+                wanted[key] = g if (s.owned[i] and n.op == TOP_LEAF) else g.copy()
+            if n.op == TOP_LEAF:
+                continue
+        elif n.op == TOP_LEAF:
             _merge_into_leaf(n, g, s.owned[i])
             continue
         s.kids = s.edges + s.first[i]
@@ -132,6 +134,12 @@ cdef int _sweep_reverse(Sweep s, list order, list grads, Py_ssize_t count) excep
         s.g_owned = s.owned[i]
         backward_rule(s, n, g)
     return 0
+
+
+cdef int _run_backward(Tensor root, object seed) except -1:
+    """Accumulate seed . d(root)/d(leaf) into every leaf's gradient buffer (seed: a fresh array
+    of root's shape and dtype, checked by Tensor.backward)."""
+    return _sweep_from(root, seed, None)
 
 
 install_backward_sweep(_run_backward)
@@ -148,35 +156,9 @@ def tensor_vjp(output, seed, inputs):
     """
     cdef Tensor root = <Tensor?>output
     cdef dict wanted = {}
-    cdef Tensor x
     for item in inputs:
-        x = <Tensor?>item
-        wanted[_addr(x)] = None
-    cdef Sweep s = Sweep()
-    cdef list order = _topo(root, s)
-    cdef Py_ssize_t count = len(order), i
-    cdef Tensor n
-    s.size_owned(count)
-    cdef list grads = [None] * count
-    s.grads = grads
-    grads[count - 1] = seed
-    s.owned[count - 1] = True
-    for i in range(count - 1, -1, -1):
-        g = grads[i]
-        if g is None:
-            continue
-        grads[i] = None
-        n = <Tensor>order[i]
-        key = _addr(n)
-        if key in wanted:
-            # the gradient of n is complete here: every parent of n is above it in the order
-            wanted[key] = g if (s.owned[i] and n.op == TOP_LEAF) else g.copy()
-        if n.op == TOP_LEAF:
-            continue
-        s.kids = s.edges + s.first[i]
-        s.nkids = s.first[i + 1] - s.first[i]
-        s.g_owned = s.owned[i]
-        backward_rule(s, n, g)
+        wanted[_addr(<Tensor?>item)] = None
+    _sweep_from(root, seed, wanted)
     return [wanted[_addr(<Tensor>item)] for item in inputs]
 
 
