@@ -177,6 +177,11 @@ def functional_pairs(torch, rng):
         (lambda z: F.log_softmax(z, 0), lambda z: tf.log_softmax(z, 0), [y]),
     ]
     pairs += [(getattr(F, name), getattr(torch, name), [y]) for name in ["relu", "tanh", "sigmoid"]]
+    # a gradient as a function (create_graph): its derivatives are second derivatives, and its
+    # sum's rule is recorded as a linear map of the sum node (TOP_LINEAR_MAP)
+    pairs.append((
+        lambda z: fastgrad.autograd.grad((z.sum(1) ** 3).sum(), z, create_graph=True)[0],
+        lambda z: torch.func.grad(lambda u: (u.sum(1) ** 3).sum())(z), [y]))
     return pairs + window_pairs(torch, rng)
 
 

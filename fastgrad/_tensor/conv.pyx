@@ -24,6 +24,7 @@ import operator
 import numpy as np
 
 cdef object _np_matmul = np.matmul
+cdef object _np_ascontiguousarray = np.ascontiguousarray
 cdef object _np_empty = np.empty
 cdef object _np_full = np.full
 cdef object _np_arange = np.arange
@@ -358,6 +359,38 @@ def fold(input, output_size, kernel_size, dilation, padding, stride):
     geometry = (rows // (kh * kw), h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     cdef Grid2d g = grid_from(geometry)
     cdef Tensor t = _node(col2im(xv, &g, n, BATCH_LAYOUT))
+    cdef Tensor ca = grad_child(tx)
+    if recording(ca, None):
+        record(t, TOP_FOLD, ca, None, None, None, geometry)
+    return t
+
+
+def unfold_grid(input, geometry):
+    """The columns (N, C*kh*kw, oh*ow) of input (N, C, H, W) on a convolution's window grid
+    (its saved geometry, windows.pxd), as an unfold node: create_graph's rules (graph_rules.py)
+    write a convolution's gradients with it and fold_grid."""
+    cdef Tensor tx = _tensor_arg(input, 'unfold', 'input')
+    xv = _float_data(tx, 'im2col')
+    cdef Grid2d g = grid_from(<tuple?>geometry)
+    if xv.ndim != 4 or xv.shape[1:] != (g.C, g.H, g.W):
+        raise ValueError(f"unfold_grid: input of shape {xv.shape} does not fit the grid "
+                         f"{geometry}")
+    cdef Tensor t = _node(im2col(_np_ascontiguousarray(xv), &g, BATCH_LAYOUT))
+    cdef Tensor ca = grad_child(tx)
+    if recording(ca, None):
+        record(t, TOP_UNFOLD, ca, None, None, None, geometry)
+    return t
+
+
+def fold_grid(input, geometry):
+    """The adjoint of unfold_grid: columns (N, C*kh*kw, oh*ow) summed into (N, C, H, W)."""
+    cdef Tensor tx = _tensor_arg(input, 'fold', 'input')
+    xv = _float_data(tx, 'col2im')
+    cdef Grid2d g = grid_from(<tuple?>geometry)
+    if xv.ndim != 3 or xv.shape[1:] != (g.C * g.kh * g.kw, g.oh * g.ow):
+        raise ValueError(f"fold_grid: columns of shape {xv.shape} do not fit the grid "
+                         f"{geometry}")
+    cdef Tensor t = _node(col2im(_np_ascontiguousarray(xv), &g, xv.shape[0], BATCH_LAYOUT))
     cdef Tensor ca = grad_child(tx)
     if recording(ca, None):
         record(t, TOP_FOLD, ca, None, None, None, geometry)

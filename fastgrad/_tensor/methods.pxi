@@ -98,6 +98,8 @@ cdef int _release_children(Tensor n) except -1:
                 if k is not None:
                     (<Tensor>k)._parents -= 1
         return 0
+    if n.op == TOP_LINEAR_MAP and n.x0 is not None:
+        (<Tensor>n.x0)._parents -= 1        # the node whose Jacobian it applies (rules.pyx)
     if n.a is not None:
         n.a._parents -= 1
     if n.b is not None:
@@ -376,7 +378,7 @@ cdef class Tensor:
             _pending.append(self.b)
         if _sole_owner(<PyObject *>self.c):
             _pending.append(self.c)
-        if ((self.op == TOP_CONCAT or self.op == TOP_STACK)
+        if ((self.op == TOP_CONCAT or self.op == TOP_STACK or self.op == TOP_LINEAR_MAP)
                 and _sole_owner(<PyObject *>self.x0)):
             _pending.append(self.x0)
         self.a = self.b = self.c = None
@@ -1437,7 +1439,7 @@ cdef class Tensor:
         out = kept if keepdim else kept.reshape([x.shape[i] for i in range(x.ndim)
                                                  if i not in axes])
         return local_node('norm', np_asarray(out), self, derivative, None, None, kept.shape,
-                          axes)
+                          axes, (p,))
 
     def cumsum(self, dim, *, dtype=None):
         """Running sums along dim."""
@@ -1960,10 +1962,9 @@ cdef class Tensor:
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's .grad. A tensor with more than one
         element needs `gradient` (the vector in the vector-Jacobian product). The graph is
-        kept (retain_graph is accepted and has no effect): backward may run again."""
-        if create_graph:
-            raise NotImplementedError("backward(create_graph=True): higher-order gradients of "
-                                      "tensors are not supported yet")
+        kept (retain_graph is accepted and has no effect): backward may run again. With
+        create_graph=True each .grad is a recorded Tensor (graph_rules.py), which can be
+        differentiated again."""
         if inputs is not None:
             raise NotImplementedError("backward(inputs=...) is not supported; use "
                                       "fastgrad.autograd.grad")
@@ -1981,6 +1982,12 @@ cdef class Tensor:
                 raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of "
                                    f"{list(seed.shape)} and output[0] has a shape of "
                                    f"{list(self._data.shape)}.")
+        if create_graph:
+            _backward_with_graph(self, gradient if isinstance(gradient, Tensor) and
+                                 (<Tensor>gradient)._data.dtype == seed.dtype and
+                                 (<Tensor>gradient)._data.shape == seed.shape
+                                 else new_tensor(seed))
+            return
         if _run_backward == NULL:  # pragma: no cover - fastgrad._tensor imports sweep first
             raise RuntimeError("fastgrad's reverse sweep is not loaded: import fastgrad._tensor")
         _run_backward(self, seed)
@@ -1992,6 +1999,20 @@ cdef class Tensor:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers of the methods above that need the Tensor type
+
+
+cdef int _backward_with_graph(Tensor root, Tensor seed) except -1:
+    """backward(create_graph=True): each leaf's gradient, a recorded Tensor, added to its .grad
+    (itself recorded: PyTorch's .grad then has a grad_fn)."""
+    from fastgrad._tensor.graph_rules import leaf_gradients
+    cdef Tensor leaf
+    for item, g in leaf_gradients([root], [seed]):
+        leaf = <Tensor>item
+        if leaf._grad is None:
+            leaf._grad = g
+        else:
+            leaf._grad = leaf._grad + g
+    return 0
 
 
 cdef bint _autograd_inplace(Tensor self, object other) except -1:
@@ -2095,7 +2116,7 @@ cdef Tensor _moment(Tensor self, object dim, object unbiased, bint keepdim, obje
                             ).astype(x.dtype, copy=False)
         return dev * (2.0 / denom)
     return local_node('std' if root else 'var', np_asarray(out), self, derivative, None, None,
-                      kept.shape, axes)
+                      kept.shape, axes, (float(denom),))
 
 
 cdef object _arg_extreme(Tensor self, object dim, bint keepdim, bint largest):

@@ -106,10 +106,12 @@ cdef inline Tensor _grad_tensor(object o):
 
 
 cdef Tensor local_node(str name, object out, object a, object da, object b, object db,
-                       tuple kshape, tuple axes):
+                       tuple kshape, tuple axes, tuple params=None):
     """The node of an op with a diagonal Jacobian (TOP_LOCAL): da, db its derivatives in a, b
     (callables of no argument, called only when recording, or None for inputs without one).
-    kshape and axes: for a reduction, the value's keepdim shape and the reduced axes."""
+    kshape and axes: for a reduction, the value's keepdim shape and the reduced axes. params:
+    the numbers its derivative depends on besides the input (norm's p), which create_graph's
+    rules read (graph_rules.py); saved as a fourth element of aux."""
     cdef Tensor t = new_tensor(out)
     cdef Tensor ca = _grad_tensor(a) if da is not None else None
     cdef Tensor cb = _grad_tensor(b) if db is not None else None
@@ -117,7 +119,8 @@ cdef Tensor local_node(str name, object out, object a, object da, object b, obje
         with _np_errstate(all='ignore'):
             xa = da() if ca is not None else None
             xb = db() if cb is not None else None
-        record(t, TOP_LOCAL, ca, cb, xa, xb, (name, kshape, axes))
+        record(t, TOP_LOCAL, ca, cb, xa, xb,
+               (name, kshape, axes) if params is None else (name, kshape, axes, params))
     return t
 
 

@@ -237,7 +237,9 @@ cdef int _check_node(uint8_t op, object data, Tensor a, Tensor b, Tensor c, obje
         _check((a is None) == (x0 is None) and (b is None) == (x1 is None)
                and (x0 is None or _is_operand(x0)) and (x1 is None or _is_operand(x1)),
                "local derivatives")
-        _check(type(aux) is tuple and len(aux) == 3 and type(aux[0]) is str, "local parameters")
+        _check(type(aux) is tuple and (len(aux) == 3 or (len(aux) == 4 and type(aux[3]) is tuple
+               and all([type(v) is float for v in aux[3]]))) and type(aux[0]) is str,
+               "local parameters")
         kshape, axes = aux[1], aux[2]
         if kshape is None:
             _check(axes is None, "local parameters")

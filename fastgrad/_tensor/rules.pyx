@@ -1030,6 +1030,117 @@ cdef object _avg_pool_tangent(Tensor n, object ta, object tb, object tc):
 _register(TOP_AVG_POOL, _avg_pool_backward, _avg_pool_tangent)
 
 # ---------------------------------------------------------------------------------------------
+# Linear maps of other nodes, for create_graph (graph_rules.py). Where a node's backward rule
+# is linear in the gradient and reads nothing differentiable (the shape and window ops, the
+# pools: their Jacobians are fixed by saved shapes and indices), its rule as a recorded op is
+# the adjoint of its Jacobian J applied to the gradient, and the derivative of that is J itself,
+# which the node's tangent rule applies. A TOP_LINEAR_MAP node (x0 = the node, aux = (child
+# slot k, transposed)) is J^T u or J u of its child u, by those two rules of x0's op: so every
+# order of derivative of these ops runs their tested first-order code.
+
+cdef list _slots(Tensor n):
+    """n's child slots: a, b, c, or the joined children of concatenate and stack."""
+    if n.op == TOP_CONCAT or n.op == TOP_STACK:
+        return list(<tuple>n.x0)
+    return [n.a, n.b, n.c]
+
+
+cdef object _slot_adjoint(Tensor n, Py_ssize_t k, object g):
+    """What n's backward rule, run on n alone with gradient g, gives its child slot k: J_k^T g
+    (an array of the child's shape), or None for zero."""
+    cdef list kids = _slots(n)
+    cdef Py_ssize_t count = len(kids), j
+    cdef Sweep s = Sweep()
+    if <size_t>count > s.edges_capacity:
+        s.edges = <Py_ssize_t *>_grow(s.edges, s.inline_edges, &s.edges_capacity, count,
+                                      sizeof(Py_ssize_t))
+    s.size_owned(count)
+    for j in range(count):
+        s.edges[j] = j if kids[j] is not None else -1
+        s.owned[j] = False
+    s.nodes = kids
+    s.grads = [None] * count
+    s.kids = s.edges
+    s.nkids = count
+    s.g_owned = False
+    out = n._data
+    backward_rule(s, n, _np_ascontiguousarray(_np_broadcast_to(g, out.shape), dtype=out.dtype))
+    return s.grads[k]
+
+
+cdef object _slot_apply(Tensor n, Py_ssize_t k, object t):
+    """n's tangent along child slot k alone: J_k t, an array of n's shape and dtype."""
+    cdef list kids = _slots(n)
+    kid = <Tensor?>kids[k]
+    t = _np_ascontiguousarray(_np_broadcast_to(t, kid._data.shape), dtype=kid._data.dtype)
+    if n.op == TOP_CONCAT or n.op == TOP_STACK:
+        tangents = [None] * len(kids)
+        tangents[k] = t
+        r = tangent_rule(n, tangents, None, None)
+    else:
+        args = [None, None, None]
+        args[k] = t
+        r = tangent_rule(n, args[0], args[1], args[2])
+    out = n._data
+    if r is None:
+        return _np_zeros(out.shape, dtype=out.dtype)
+    return _np_ascontiguousarray(_np_broadcast_to(r, out.shape), dtype=out.dtype)
+
+
+def linear_map(node, Py_ssize_t k, u, bint transposed):
+    """J^T u (transposed) or J u, where J is the Jacobian of node's value with respect to its
+    child slot k (0, 1, 2 for a, b, c; the position for concatenate and stack), as a new Tensor,
+    recorded as a TOP_LINEAR_MAP node if u requires grad. u has node's shape (transposed) or the
+    child's; J must not depend on what is differentiated (graph_rules.py uses it only for ops
+    whose backward rule is linear in the gradient and reads no differentiable operand)."""
+    cdef Tensor n = <Tensor?>node
+    cdef Tensor tu = <Tensor?>u
+    cdef list kids = _slots(n)
+    if n.op == TOP_LEAF or not (0 <= k < len(kids)) or kids[k] is None:
+        raise ValueError(f"linear_map: a {op_names[n.op]} node has no child in slot {k}")
+    kid = <Tensor>kids[k]
+    if transposed:
+        value = _slot_adjoint(n, k, tu._data)
+        if value is None:
+            value = _np_zeros(kid._data.shape, dtype=kid._data.dtype)
+        elif type(value) is not ndarray:
+            value = np_asarray(value)
+    else:
+        value = _slot_apply(n, k, tu._data)
+    cdef Tensor t = new_tensor(value)
+    cdef Tensor ca = tu if tu._requires_grad else None
+    if recording(ca, None):
+        record(t, TOP_LINEAR_MAP, ca, None, n, None, (k, transposed))
+        n._parents += 1         # in-place ops on n would change the map (_check_rebase)
+    return t
+
+
+cdef int _linear_map_backward(Sweep s, Tensor m, object g) except -1:
+    k, transposed = m.aux
+    r = _slot_apply(<Tensor>m.x0, k, g) if transposed else _slot_adjoint(<Tensor>m.x0, k, g)
+    if r is not None:
+        push(s, 0, r, True)
+    return 0
+
+
+cdef object _linear_map_tangent(Tensor m, object ta, object tb, object tc):
+    k, transposed = m.aux
+    if transposed:
+        return _slot_adjoint(<Tensor>m.x0, k, ta)
+    return _slot_apply(<Tensor>m.x0, k, ta)
+
+_register(TOP_LINEAR_MAP, _linear_map_backward, _linear_map_tangent)
+
+
+def node_parts(node):
+    """(op code, a, b, c, x0, x1, aux) of a recorded node, for create_graph's rules
+    (graph_rules.py), after PyTorch's version check of what its rules read."""
+    cdef Tensor n = <Tensor?>node
+    if n.op != TOP_LEAF:
+        _check_saved(n)
+    return n.op, n.a, n.b, n.c, n.x0, n.x1, n.aux
+
+# ---------------------------------------------------------------------------------------------
 
 cdef int _check_complete() except -1:
     cdef int op

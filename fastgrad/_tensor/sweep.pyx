@@ -162,6 +162,12 @@ def tensor_vjp(output, seed, inputs):
     return [wanted[_addr(<Tensor>item)] for item in inputs]
 
 
+def graph_order(root):
+    """The nodes behind root, children first (the reverse sweep's order read front to back):
+    the walk of create_graph's sweep (graph_rules.py)."""
+    return _topo(<Tensor?>root, None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward mode: the tangent sweep (Jacobian-vector products)
 #

@@ -100,6 +100,11 @@ cdef enum:
                         # aux the input's shape
     TOP_AVG_POOL        # avg_pool2d, adaptive_avg_pool2d: aux (hstart, hcount, wstart, wcount,
                         # divisor, H, W): the windows (windows.pxd) and the (oh, ow) divisors
+    TOP_LINEAR_MAP      # a linear map of another node, made by create_graph's rules: the
+                        # Jacobian of node x0 with respect to its child slot k (x0's other
+                        # operands held fixed), applied to a (transposed: its adjoint, the
+                        # backward rule; else the tangent rule); aux (k, transposed). x0 is an
+                        # older node, so the graph stays acyclic (rules.pyx, graph_rules.py)
     TOP_COUNT           # the number of op codes
 
 # PyTorch's version counter: how many in-place ops changed a value. Tensors that share memory

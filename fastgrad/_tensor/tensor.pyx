@@ -45,7 +45,7 @@ op_names = (
     'reshape', 'transpose', 'getitem', 'concatenate', 'stack', 'relu', 'tanh', 'exp', 'log',
     'sigmoid', 'softmax', 'log_softmax', 'linear', 'mse_loss', 'cross_entropy',
     'binary_cross_entropy', 'local', 'gather', 'cumsum', 'expand', 'repeat', 'flip', 'cast',
-    'conv', 'conv_transpose', 'unfold', 'fold', 'max_pool', 'avg_pool')
+    'conv', 'conv_transpose', 'unfold', 'fold', 'max_pool', 'avg_pool', 'linear_map')
 assert len(op_names) == TOP_COUNT
 OP_NAMES = op_names  # the same, for Python (a test checks it against the op enum)
 

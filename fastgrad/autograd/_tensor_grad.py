@@ -1,16 +1,19 @@
-"""``torch.autograd.grad`` for Tensors, first order: the gradients of outputs with respect to
-inputs (leaves or not), returned instead of accumulated into ``.grad``.
+"""``torch.autograd.grad`` for Tensors: the gradients of outputs with respect to inputs
+(leaves or not), returned instead of accumulated into ``.grad``.
 
-One reverse sweep per output (``fastgrad._tensor.sweep.tensor_vjp``), the sum over outputs of
-``grad_outputs[i] . d(outputs[i])/d(inputs)``, with PyTorch's checks and messages. Higher
-orders (``create_graph=True``) need every backward rule recorded as tensor ops, which the
-tensor engine does not do yet (issue 15): they raise NotImplementedError.
+The sum over outputs of ``grad_outputs[i] . d(outputs[i])/d(inputs)``, with PyTorch's checks
+and messages. First order: one compiled reverse sweep per output
+(``fastgrad._tensor.sweep.tensor_vjp``). With ``create_graph=True`` the gradients are built from
+recorded Tensor ops (``fastgrad._tensor.graph_rules``), so they can be differentiated again, to
+any order; a ``grad_outputs`` Tensor that requires grad is then part of that graph too.
 
 >>> import fastgrad
 >>> x = fastgrad.tensor([1.0, 2.0, 3.0], requires_grad=True)
->>> (dx,) = tensor_grad((x * x).sum(), x)
+>>> (dx,) = tensor_grad((x * x * x).sum(), x, create_graph=True)
 >>> dx.tolist(), x.grad is None
-([2.0, 4.0, 6.0], True)
+([3.0, 12.0, 27.0], True)
+>>> tensor_grad(dx.sum(), x)[0].tolist()
+[6.0, 12.0, 18.0]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastgrad._tensor import Tensor
+from fastgrad._tensor.graph_rules import graph_gradients
 from fastgrad._tensor.sweep import tensor_vjp
 
 
@@ -48,17 +52,23 @@ def _seed(output: Tensor, given: Any) -> np.ndarray:
     return seed
 
 
+def _seed_tensor(output: Tensor, given: Any) -> Tensor:
+    """grad_output for one output as a Tensor (kept as given, graph and all, if it is a Tensor
+    of the output's shape and dtype)."""
+    if isinstance(given, Tensor) and tuple(given.shape) == tuple(output.shape) \
+            and given.dtype == output.dtype:
+        return given
+    return Tensor(_seed(output, given))
+
+
 def tensor_grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                 grad_outputs: Any = None, retain_graph: bool | None = None,
                 create_graph: bool = False, allow_unused: bool | None = None,
                 materialize_grads: bool = False) -> tuple[Tensor | None, ...]:
     """The gradients of sum(grad_outputs[i] * outputs[i]) with respect to each input, as new
-    Tensors (None for an input the outputs do not use, if allow_unused). The recorded graph is
-    kept (retain_graph has no effect) and no .grad changes."""
-    if create_graph:
-        raise NotImplementedError(
-            "grad(create_graph=True) for tensors: higher-order gradients of tensors are not "
-            "supported yet (for Values they are)")
+    Tensors (None for an input the outputs do not use, if allow_unused), recorded if
+    create_graph. The recorded graph is kept (retain_graph has no effect) and no .grad
+    changes."""
     outs = as_tensor_tuple(outputs, "outputs")
     ins = as_tensor_tuple(inputs, "inputs")
     if materialize_grads and allow_unused is False:
@@ -75,15 +85,20 @@ def tensor_grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Te
     for x in ins:
         if not x.requires_grad:
             raise RuntimeError("One of the differentiated Tensors does not require grad")
-    total: list[np.ndarray | None] = [None] * len(ins)
-    for out, given in zip(outs, seeds_given):
+    for out in outs:
         if not out.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                                "grad_fn")
-        for k, g in enumerate(tensor_vjp(out, _seed(out, given), ins)):
-            if g is not None:
-                before = total[k]
-                total[k] = g if before is None else before + g
+    total: list[Any] = [None] * len(ins)
+    if create_graph:
+        total = graph_gradients(outs, [_seed_tensor(out, given)
+                                       for out, given in zip(outs, seeds_given)], ins)
+    else:
+        for out, given in zip(outs, seeds_given):
+            for k, g in enumerate(tensor_vjp(out, _seed(out, given), ins)):
+                if g is not None:
+                    before = total[k]
+                    total[k] = g if before is None else before + g
     result: list[Tensor | None] = []
     for x, g in zip(ins, total):
         if g is None:
@@ -96,5 +111,5 @@ def tensor_grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Te
             else:
                 result.append(None)
                 continue
-        result.append(Tensor(g))
+        result.append(g if isinstance(g, Tensor) else Tensor(g))
     return tuple(result)

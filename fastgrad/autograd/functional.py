@@ -12,9 +12,8 @@ values, so nothing is recorded on the caller's Values and the results are consta
 results are differentiable with respect to them. ``vectorize`` and the strategies are accepted
 for compatibility and change nothing: Values are scalars.
 
-Tensors: ``jacobian``, ``vjp`` and ``jvp`` go to the tensor engine's first-order versions
-(fastgrad/autograd/_tensor_functional.py); ``hessian``, ``hvp``, ``vhp`` and
-``create_graph=True`` raise NotImplementedError for Tensors (no higher orders for them yet).
+Tensors go to the tensor engine's versions (fastgrad/autograd/_tensor_functional.py), with
+PyTorch's shapes: one Tensor per input (and output), second derivatives included.
 
 >>> from fastgrad.autograd.functional import hessian
 >>> H = hessian(lambda x, y: x * x * y + y ** 3, (1.0, 2.0))
@@ -162,6 +161,10 @@ def hessian(func: Callable, inputs: Any, create_graph: bool = False, strict: boo
     >>> hessian(lambda x: x ** 3, Value(2.0)).data
     12.0
     """
+    if _has_tensor(inputs):
+        return _tensor_functional.hessian(func, inputs, create_graph=create_graph,
+                                          strict=strict, vectorize=vectorize,
+                                          outer_jacobian_strategy=outer_jacobian_strategy)
     if outer_jacobian_strategy not in ("forward-mode", "reverse-mode"):
         raise ValueError('Expected strategy to be either "forward-mode" or "reverse-mode".')
     if strict and vectorize:
@@ -276,6 +279,8 @@ def hvp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> out.data, [d.data for d in hv]
     (2.0, [4.0, 2.0])
     """
+    if _has_tensor(inputs):
+        return _tensor_functional.hvp(func, inputs, v, create_graph=create_graph, strict=strict)
     return _second("hvp", func, inputs, v, create_graph, strict, rows=True)
 
 
@@ -288,4 +293,6 @@ def vhp(func: Callable, inputs: Any, v: Any = None, create_graph: bool = False,
     >>> out.data, [d.data for d in vh]
     (2.0, [4.0, 2.0])
     """
+    if _has_tensor(inputs):
+        return _tensor_functional.vhp(func, inputs, v, create_graph=create_graph, strict=strict)
     return _second("vhp", func, inputs, v, create_graph, strict, rows=False)

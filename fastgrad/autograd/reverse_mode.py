@@ -9,8 +9,8 @@ values equal ``backward()``'s floats bit for bit. With ``create_graph=False`` on
 backward sweep computes them, and they come back as constant Values. Either way no Value's
 micrograd ``.grad`` float changes: ``grad()`` is a function, not an accumulation.
 
-Tensors: first order only, by fastgrad/autograd/_tensor_grad.py (``create_graph=True`` raises
-NotImplementedError: the tensor engine does not record its backward rules as ops yet).
+Tensors: by fastgrad/autograd/_tensor_grad.py; with ``create_graph=True`` each op's backward
+rule is recorded as Tensor ops (fastgrad/_tensor/graph_rules.py), to any order.
 
 >>> from fastgrad import Value
 >>> x = Value(2.0); y = Value(3.0)
@@ -35,8 +35,8 @@ from fastgrad.autograd._tensor_grad import tensor_grad
 
 __all__ = ["grad"]
 
-TENSOR_MESSAGE = ("higher-order derivatives of Tensors (create_graph=True, hessian, hvp, vhp) "
-                  "are not implemented yet; they work for Values (the scalar engine)")
+TENSOR_MESSAGE = ("Tensors and Values cannot be mixed: give the inputs (and v) all as Tensors, "
+                  "or all as Values and numbers")
 
 
 def _as_tuple(x: Any) -> tuple:
@@ -50,7 +50,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
          materialize_grads: bool = False) -> tuple:
     """The gradients of ``sum(grad_outputs[i] * outputs[i])`` with respect to each input.
 
-    Tensors go to the tensor engine's ``grad`` (first order only). For Values:
+    Tensors go to the tensor engine's ``grad`` (any order). For Values:
     ``outputs`` and ``inputs`` are a Value or a sequence of Values; ``grad_outputs`` a number
     or Value per output (None: 1). Returns a tuple with one Value per input. An input that the
     outputs do not depend on raises RuntimeError, unless ``allow_unused=True`` (its gradient is
